@@ -1,0 +1,96 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Peerway: a supernode network (CHECKPOINT, HANDSHAKE, STUN pair, RELAY, INDEX) and the client
+/// library that finds peers behind NATs and connects them, direct whenever possible.
+///
+/// Layering, bottom to top:
+/// - `PeerwaySTUN`: pure RFC 8489 / 5780 / 3489 wire codec (no I/O).
+/// - `PeerwayNetcheck`: pure RFC 5780 NAT behaviour discovery state machine (no sockets, no clock).
+/// - `PeerwaySupernode`: the services (SwiftNIO I/O around the pure layers) and their composition.
+/// - `Peerway`: the client library (netcheck driver today; peers and tunnels later).
+/// - `peerway`: the command-line tool.
+let package = Package(
+    name: "Peerway",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Peerway", targets: ["Peerway"]),
+        .library(name: "PeerwaySupernode", targets: ["PeerwaySupernode"]),
+        .library(name: "PeerwaySTUN", targets: ["PeerwaySTUN"]),
+        .library(name: "PeerwayNetcheck", targets: ["PeerwayNetcheck"]),
+        .executable(name: "peerway", targets: ["peerway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(
+            name: "PeerwaySTUN",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "PeerwayNetcheck",
+            dependencies: [
+                "PeerwaySTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "PeerwaySupernode",
+            dependencies: [
+                "PeerwaySTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "Peerway",
+            dependencies: [
+                "PeerwaySTUN",
+                "PeerwayNetcheck",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "peerway",
+            dependencies: [
+                "Peerway",
+                "PeerwaySupernode",
+                "PeerwaySTUN",
+                "PeerwayNetcheck",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "PeerwaySTUNTests",
+            dependencies: ["PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PeerwayNetcheckTests",
+            dependencies: ["PeerwayNetcheck", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PeerwayIntegrationTests",
+            dependencies: [
+                "Peerway", "PeerwaySupernode", "PeerwaySTUN", "PeerwayNetcheck",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+// The Peerway client library.

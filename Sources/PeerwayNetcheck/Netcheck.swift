@@ -1,0 +1,1 @@
+// NAT behaviour discovery (RFC 5780): see NetcheckMachine.swift
