@@ -62,9 +62,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "CPeerwayLinux"),
         .executableTarget(
             name: "peerway",
             dependencies: [
+                "CPeerwayLinux",
                 "Peerway",
                 "PeerwaySupernode",
                 "PeerwaySTUN",
@@ -83,6 +85,10 @@ let package = Package(
         .testTarget(
             name: "PeerwayNetcheckTests",
             dependencies: ["PeerwayNetcheck", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PeerwaySupernodeTests",
+            dependencies: ["PeerwaySupernode", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "PeerwayIntegrationTests",

@@ -1,1 +1,0 @@
-// Supernode services.
