@@ -1,1 +1,0 @@
-// NAT behaviour discovery (RFC 5780): see NetcheckMachine.swift
