@@ -9,7 +9,7 @@ struct PeerwayCommand: AsyncParsableCommand {
         subcommands: [
             SupernodeCommand.self,
             STUNCommand.self,
-            // NetcheckCommand.self,  (re-enabled when its file lands)
+            NetcheckCommand.self,
             BenchCommand.self,
         ]
     )
