@@ -79,6 +79,7 @@ enum STUNAttributeDecoder {
         var attributes: [STUNAttribute] = []
         var offset = STUN.headerSize
         var afterIntegrity = false
+        var afterSHA256 = false
         var seenFingerprint = false
         var count = 0
         while offset < message.count {
@@ -104,8 +105,12 @@ enum STUNAttributeDecoder {
                 seenFingerprint = true
                 attributes.append(attribute)
             case .messageIntegrity, .messageIntegritySHA256:
-                attributes.append(try decode(attrType, value, transactionID: transactionID))
+                // RFC 8489 §14.5-14.6: after MESSAGE-INTEGRITY only MESSAGE-INTEGRITY-SHA256 and
+                // FINGERPRINT count; after MESSAGE-INTEGRITY-SHA256 only FINGERPRINT.
+                let attribute = try decode(attrType, value, transactionID: transactionID)
+                if !afterSHA256 && !(afterIntegrity && attrType == .messageIntegrity) { attributes.append(attribute) }
                 afterIntegrity = true
+                if attrType == .messageIntegritySHA256 { afterSHA256 = true }
             default:
                 // RFC 8489 §14.5: attributes after MESSAGE-INTEGRITY are ignored, except
                 // MESSAGE-INTEGRITY-SHA256 and FINGERPRINT.

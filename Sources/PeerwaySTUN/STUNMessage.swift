@@ -49,8 +49,10 @@ public enum STUNLimits {
     /// SOFTWARE, REALM and an ERROR-CODE reason are under 128 characters, at most 763 bytes
     /// (RFC 8489 §14.9, §14.8, §14.14).
     public static let maximumTextBytes = 763
-    /// Largest datagram a STUN service reads: bigger ones are dropped before decoding.
-    public static let maximumDatagramSize = 1500
+    /// Largest datagram a STUN service reads: bigger ones are dropped before decoding. Above one
+    /// Ethernet MTU on purpose: RFC 5780 §7.6 PADDING exists to make requests that fragment
+    /// (coturn's turnutils_stunclient sends a 1532-byte one).
+    public static let maximumDatagramSize = 4096
 }
 
 /// The class of a message (RFC 8489 §5): two bits spread over the message type.

@@ -27,8 +27,17 @@ struct STUNOptions: ParsableArguments {
     var software: String?
 
     func configuration() throws -> STUNPairConfiguration {
+        try STUNOptions.configuration(
+            listen: listen, alternate: alternate, rateLimit: rateLimit, rateBurst: rateBurst, workers: workers,
+            software: software, flag: "")
+    }
+
+    /// Builds the configuration from option values; `flag` prefixes option names in messages.
+    static func configuration(
+        listen: String, alternate: String?, rateLimit: Int, rateBurst: Int, workers: Int, software: String?, flag: String
+    ) throws -> STUNPairConfiguration {
         guard let primary = STUNAddress(parsing: listen, defaultPort: STUN.defaultPort) else {
-            throw ValidationError("--listen \(listen): expected IP:PORT such as 127.0.0.1:3478 or [::1]:3478")
+            throw ValidationError("--\(flag)listen \(listen): expected IP:PORT such as 127.0.0.1:3478 or [::1]:3478")
         }
         var alternateAddress: STUNAddress?
         switch alternate {
@@ -36,7 +45,7 @@ struct STUNOptions: ParsableArguments {
             alternateAddress = nil
         case let text?:
             guard let a = STUNAddress(parsing: text, defaultPort: primary.port &+ 1) else {
-                throw ValidationError("--alternate \(text): expected IP:PORT such as 127.0.0.2:3479, or 'none'")
+                throw ValidationError("--\(flag)alternate \(text): expected IP:PORT such as 127.0.0.2:3479, or 'none'")
             }
             alternateAddress = a
         case nil:
@@ -67,5 +76,31 @@ struct STUNOptions: ParsableArguments {
             }
         }
         return nil
+    }
+}
+
+/// The STUN pair's options inside `peerway supernode`, prefixed `--stun-` (its `--listen` is CHECKPOINT's).
+struct SupernodeSTUNOptions: ParsableArguments {
+    @Option(name: .customLong("stun-listen"), help: "Primary STUN address A:p (IP:PORT).")
+    var listen: String = "127.0.0.1:3478"
+
+    @Option(name: .customLong("stun-alternate"), help: ArgumentHelp(
+        "Alternate STUN address B:p2 for RFC 5780 (IP:PORT), or 'none'.",
+        discussion: "Default: 127.0.0.2 and the next port on loopback; elsewhere another address of this host of the same family, if any."))
+    var alternate: String?
+
+    @Option(name: .customLong("stun-rate-limit"), help: "STUN requests per second answered per source IP (0: unlimited).")
+    var rateLimit: Int = STUNRateLimiter.defaultRatePerSecond
+
+    @Option(name: .customLong("stun-rate-burst"), help: "STUN burst allowance per source IP.")
+    var rateBurst: Int = STUNRateLimiter.defaultBurst
+
+    @Option(name: .customLong("stun-workers"), help: "STUN sockets per address, one per event loop (0: one per core).")
+    var workers: Int = 0
+
+    func configuration() throws -> STUNPairConfiguration {
+        try STUNOptions.configuration(
+            listen: listen, alternate: alternate, rateLimit: rateLimit, rateBurst: rateBurst, workers: workers,
+            software: nil, flag: "stun-")
     }
 }

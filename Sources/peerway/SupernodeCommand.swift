@@ -11,7 +11,7 @@ struct SupernodeCommand: AsyncParsableCommand {
         discussion: "On loopback it needs no options: STUN on 127.0.0.1:3478 with its pair on 127.0.0.2:3479."
     )
 
-    @OptionGroup(title: "STUN pair") var stun: STUNOptions
+    @OptionGroup(title: "STUN pair") var stun: SupernodeSTUNOptions
 
     @Option(name: .customLong("data-dir"), help: "Directory for the supernode's state.")
     var dataDirectory: String = "peerway-data"

@@ -68,7 +68,7 @@ struct STUNPairServerTests {
         #expect(answer.message.transactionID == request.transactionID)
         #expect(answer.message.attributes == [
             .mappedAddress(client.localAddress), .sourceAddress(origin),
-            .changedAddress(layout.address(of: STUNSocketRole(alternateIP: false, alternatePort: true))!),
+            .changedAddress(layout.alternate!),  // the diagonal of A:p, where the request arrived
         ])
     }
 
@@ -96,7 +96,7 @@ struct STUNPairServerTests {
         let junk: [[UInt8]] = [
             [], [0xFF], Array(repeating: 0, count: 19), [0x00, 0x01, 0x00, 0x03] + Array(repeating: 0, count: 19),
             [0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xA4, 0x42] + Array(repeating: 0, count: 12) + [0x80, 0x28, 0x00, 0x04, 1, 2, 3, 4],
-            Array(repeating: 0x41, count: 2000),
+            Array(repeating: 0x41, count: STUNLimits.maximumDatagramSize + 1),
         ]
         for j in junk { try await client.send(ByteBuffer(bytes: j), to: layout.primary) }
         // Responses and indications get nothing either.

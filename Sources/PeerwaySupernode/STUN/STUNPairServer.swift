@@ -14,8 +14,9 @@ import ServiceLifecycle
 public struct STUNPairConfiguration: Sendable {
     /// Default datagrams read per `recvmmsg` call.
     public static let defaultVectorReadCount = 32
-    /// Receive buffer per datagram slot: one Ethernet MTU plus headroom.
-    public static let receiveSlotSize = 2048
+    /// Receive buffer per datagram slot: the largest datagram read, plus one byte so an oversize
+    /// one is seen as oversize rather than truncated to fit.
+    public static let receiveSlotSize = STUNLimits.maximumDatagramSize + 1
     /// Attempts at finding a free port pair when ports are 0 (ephemeral), before giving up.
     public static let ephemeralBindAttempts = 16
 

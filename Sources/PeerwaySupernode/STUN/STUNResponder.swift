@@ -37,8 +37,9 @@ public enum STUNDropReason: String, Hashable, Sendable, CaseIterable, CustomStri
 ///   CHANGE-REQUEST without an alternate address gets 420 naming CHANGE-REQUEST (RFC 5780 §6.1);
 ///   a request of another method gets 400.
 public struct STUNResponder: Sendable {
-    /// Largest PADDING echoed back (RFC 5780 §7.6), so an answer still fits one datagram.
-    public static let maximumEchoedPadding = 1200
+    /// Largest PADDING echoed back (RFC 5780 §7.6). The echo is as long as the request's PADDING,
+    /// so the answer is about the request's size (no amplification) and fragments the same way.
+    public static let maximumEchoedPadding = 2048
 
     public let layout: STUNPairLayout
     /// SOFTWARE to put in answers; `nil` (the default) keeps answers small (less amplification).

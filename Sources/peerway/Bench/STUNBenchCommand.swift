@@ -47,7 +47,13 @@ struct STUNBenchCommand: AsyncParsableCommand {
     func run() async throws {
         var servers: [(label: String, address: STUNAddress)] = []
         var processes: [Process] = []
-        defer { for p in processes where p.isRunning { p.terminate(); p.waitUntilExit() } }
+        defer {
+            // coturn does not stop on SIGTERM while its threads are busy: kill what we started.
+            for p in processes where p.isRunning {
+                kill(p.processIdentifier, SIGKILL)
+                p.waitUntilExit()
+            }
+        }
         for t in target {
             guard let a = STUNAddress(parsing: t, defaultPort: STUN.defaultPort), a.isLoopback else {
                 throw ValidationError("--target \(t): expected a loopback IP:PORT (load never leaves this machine)")
