@@ -46,6 +46,7 @@ let package = Package(
             name: "PeerwaySupernode",
             dependencies: [
                 "PeerwaySTUN",
+                "CPeerwayLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -50,8 +50,25 @@ public struct STUNResponder: Sendable {
         self.software = software
     }
 
-    /// Decides the answer to `datagram` received from `source` on the socket with role `role`.
+    /// Decides the answer to `datagram` received from `source` on the socket with role `role`,
+    /// in a freshly allocated buffer.
     public func respond(to datagram: ByteBuffer, from source: STUNAddress, on role: STUNSocketRole) -> STUNResponderAction {
+        var out = ByteBuffer()
+        switch respond(to: datagram, from: source, on: role, into: &out) {
+        case .reply(let from, let to): return .reply(bytes: out, from: from, to: to)
+        case .drop(let reason): return .drop(reason)
+        }
+    }
+
+    /// Where an answer written by `respond(to:from:on:into:)` goes.
+    public enum Decision: Equatable, Sendable {
+        case reply(from: STUNSocketRole, to: STUNAddress)
+        case drop(STUNDropReason)
+    }
+
+    /// Decides the answer and, for a reply, appends its bytes to `out` (the datagram engine reuses
+    /// one buffer for every answer).
+    public func respond(to datagram: ByteBuffer, from source: STUNAddress, on role: STUNSocketRole, into out: inout ByteBuffer) -> Decision {
         guard datagram.readableBytes <= STUNLimits.maximumDatagramSize else { return .drop(.oversize) }
         let request: STUNMessage
         do {
@@ -61,7 +78,8 @@ public struct STUNResponder: Sendable {
         }
         guard request.type.messageClass == .request else { return .drop(.notARequest) }
         guard request.type.method == .binding else {
-            return .reply(bytes: error(.badRequest, for: request, unknown: nil), from: role, to: source)
+            writeError(.badRequest, for: request, unknown: nil, into: &out)
+            return .reply(from: role, to: source)
         }
 
         var change = STUNChangeRequest()
@@ -80,12 +98,12 @@ public struct STUNResponder: Sendable {
             }
         }
         if !unknown.isEmpty {
-            return .reply(bytes: error(.unknownAttribute, for: request, unknown: unknown), from: role, to: source)
+            writeError(.unknownAttribute, for: request, unknown: unknown, into: &out)
+            return .reply(from: role, to: source)
         }
         if (change.changeIP || change.changePort), !layout.supportsChangeRequest {
-            return .reply(
-                bytes: error(.changeRequestUnsupported, for: request, unknown: [STUNAttributeType.changeRequest.rawValue]),
-                from: role, to: source)
+            writeError(.changeRequestUnsupported, for: request, unknown: [STUNAttributeType.changeRequest.rawValue], into: &out)
+            return .reply(from: role, to: source)
         }
 
         let sendingRole = role.applying(change)
@@ -107,19 +125,17 @@ public struct STUNResponder: Sendable {
             if padding > 0 { answer.attributes.append(.padding(min(padding, Self.maximumEchoedPadding))) }
         }
         if let software { answer.attributes.append(.software(software)) }
-        var out = ByteBuffer()
-        out.reserveCapacity(STUN.headerSize + 4 * 24 + 8)
         out.writeSTUNMessage(answer, options: STUNEncodingOptions(fingerprint: hasFingerprint && !request.isClassic))
-        return .reply(bytes: out, from: sendingRole, to: destination)
+        return .reply(from: sendingRole, to: destination)
     }
 
-    private func error(_ code: STUNErrorCode, for request: STUNMessage, unknown: [UInt16]?) -> ByteBuffer {
+    private func writeError(_ code: STUNErrorCode, for request: STUNMessage, unknown: [UInt16]?, into out: inout ByteBuffer) {
         var answer = STUNMessage(
             type: STUNMessageType(method: request.type.method, class: .errorResponse),
             transactionID: request.transactionID,
             attributes: [.errorCode(code)])
         if let unknown { answer.attributes.append(.unknownAttributes(unknown)) }
         if let software { answer.attributes.append(.software(software)) }
-        return answer.encoded()
+        out.writeSTUNMessage(answer)
     }
 }
