@@ -13,8 +13,8 @@ struct SupernodeCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "STUN pair") var stun: SupernodeSTUNOptions
 
-    @Option(name: .customLong("data-dir"), help: "Directory for the supernode's state.")
-    var dataDirectory: String = "peerway-data"
+    @Option(name: .customLong("data-dir"), help: "Directory for the supernode's state (default ~/.peerway/supernode).")
+    var dataDirectory: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".peerway/supernode").path
 
     @Flag(name: .long, help: "Debug logging.") var verbose = false
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CPeerwayLinux
 import Foundation
 import PeerwaySTUN
 
@@ -33,7 +34,9 @@ struct STUNBenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Requests in flight per socket (max mode).") var window = 8
     @Option(name: .long, help: "Seconds of load per round and server.") var duration = 5.0
     @Option(name: .long, help: "Rounds; servers alternate each round and the median round is reported.") var rounds = 1
-    @Option(name: .long, help: "Worker threads of the spawned Peerway server (0: one per core).") var peerwayWorkers = 0
+    @Option(name: .long, help: "Worker threads of the spawned Peerway server (0: one per server CPU).") var peerwayWorkers = 0
+    @Option(name: .long, help: "CPU the spawned servers are pinned to with taskset (-1: no pinning).") var serverCPU = 1
+    @Option(name: .long, help: "CPU the load generator is pinned to (-1: no pinning).") var generatorCPU = 0
     @Flag(name: .long, help: "One JSON object per server on stdout.") var json = false
 
     func validate() throws {
@@ -45,6 +48,9 @@ struct STUNBenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if generatorCPU >= 0, cpeerway_pin_thread(Int32(generatorCPU)) != 0 {
+            throw ValidationError("cannot pin the generator to CPU \(generatorCPU)")
+        }
         var servers: [(label: String, address: STUNAddress)] = []
         var processes: [Process] = []
         defer {
@@ -79,7 +85,7 @@ struct STUNBenchCommand: AsyncParsableCommand {
                 r.target = server.label
                 results[server.label, default: []].append(r)
                 if !json {
-                    print(String(format: "round %d  %-10@ %10.0f answers/s  loss %.3f%%  p50 %.0f us  p99 %.0f us",
+                    say(String(format: "round %d  %-10@ %10.0f answers/s  loss %.3f%%  p50 %.0f us  p99 %.0f us",
                                  round + 1, server.label as NSString, r.responsesPerSecond, r.lossPercent,
                                  r.p50Microseconds, r.p99Microseconds))
                 }
@@ -92,19 +98,20 @@ struct STUNBenchCommand: AsyncParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            for m in medians { print(String(decoding: try encoder.encode(m), as: UTF8.self)) }
+            for m in medians { say(String(decoding: try encoder.encode(m), as: UTF8.self)) }
             return
         }
-        print("")
-        print("server      answers/s       sent   answered   loss%    p50us    p99us   (median of \(rounds) round(s), \(sockets) sockets, \(rate == 0 ? "window \(window)" : "rate \(rate)/s"), \(duration)s)")
+        say("")
+        let pinning = serverCPU >= 0 ? "servers on CPU \(serverCPU), generator on CPU \(generatorCPU)" : "no pinning"
+        say("server      answers/s       sent   answered   loss%    p50us    p99us   (median of \(rounds) round(s), \(sockets) sockets, \(rate == 0 ? "window \(window)" : "rate \(rate)/s"), \(duration)s, \(pinning))")
         for m in medians {
-            print(String(format: "%-10@ %10.0f %10d %10d %7.3f %8.0f %8.0f", m.target as NSString, m.responsesPerSecond,
+            say(String(format: "%-10@ %10.0f %10d %10d %7.3f %8.0f %8.0f", m.target as NSString, m.responsesPerSecond,
                          m.sent, m.answered, m.lossPercent, m.p50Microseconds, m.p99Microseconds))
         }
         if let ours = medians.first(where: { $0.target == "peerway" }), let theirs = medians.first(where: { $0.target == "coturn" }),
             theirs.responsesPerSecond > 0
         {
-            print(String(format: "ratio peerway/coturn: %.2fx answers/s", ours.responsesPerSecond / theirs.responsesPerSecond))
+            say(String(format: "ratio peerway/coturn: %.2fx answers/s", ours.responsesPerSecond / theirs.responsesPerSecond))
         }
     }
 
@@ -116,7 +123,7 @@ struct STUNBenchCommand: AsyncParsableCommand {
             process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             process.arguments = [
                 "stun", "--listen", address.description, "--alternate", "127.0.0.2:\(Self.spawnedPeerwayPort + 1)",
-                "--rate-limit", "0", "--workers", "\(peerwayWorkers)",
+                "--rate-limit", "0", "--workers", "\(peerwayWorkers > 0 ? peerwayWorkers : (serverCPU >= 0 ? 1 : 0))",
             ]
         } else {
             address = STUNAddress(ip: .v4(0x7F00_0001), port: Self.spawnedCoturnPort)
@@ -129,6 +136,11 @@ struct STUNBenchCommand: AsyncParsableCommand {
                 "--no-tls", "--no-dtls", "--no-cli", "--no-stdout-log", "--log-file", "/dev/null",
                 "--pidfile", "/tmp/peerway-bench-turnserver.pid",
             ]
+        }
+        if serverCPU >= 0 {
+            guard let taskset = which("taskset") else { throw ValidationError("taskset (util-linux) is needed for --server-cpu") }
+            process.arguments = ["-c", "\(serverCPU)", process.executableURL!.path] + (process.arguments ?? [])
+            process.executableURL = URL(fileURLWithPath: taskset)
         }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -158,4 +170,9 @@ func which(_ name: String) -> String? {
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
     }
     return nil
+}
+
+/// Prints a line at once (unbuffered), so a bench cut short still shows its rounds.
+func say(_ line: String = "") {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
