@@ -157,3 +157,19 @@ struct STUNPairServerTests {
         #expect(counters.answered == 5)
     }
 }
+
+@Suite("STUN pair server on IPv6 loopback")
+struct STUNPairServerIPv6Tests {
+    @Test("A single-address server on [::1] answers with an IPv6 XOR-MAPPED-ADDRESS")
+    func ipv6() async throws {
+        let layout = try STUNPairLayout(primary: STUNAddress(parsing: "[::1]:0")!, alternate: nil)
+        let server = STUNPairServer(configuration: STUNPairConfiguration(layout: layout, workers: 1))
+        let bound = try await server.start()
+        let client = try await UDPTestSocket.bind(host: "::1")
+        defer { Task { await client.close(); await server.stop() } }
+        let answer = try #require(try await client.transact(STUNMessage(type: .bindingRequest), to: bound.primary))
+        #expect(answer.from == bound.primary)
+        #expect(answer.message.attribute(.xorMappedAddress) == .xorMappedAddress(client.localAddress))
+        #expect(client.localAddress.family == .ipv6)
+    }
+}

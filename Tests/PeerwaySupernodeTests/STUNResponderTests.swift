@@ -134,3 +134,57 @@ struct STUNRateLimiterTests {
         #expect(limiter.trackedSources == 1, "the first source refilled and is forgotten; the second is still draining")
     }
 }
+
+@Suite("STUN responder under hostile input")
+struct STUNResponderHostileInputTests {
+    /// Largest growth of an answer over its request: header-only IPv6 request answered with
+    /// XOR-MAPPED-ADDRESS, RESPONSE-ORIGIN and OTHER-ADDRESS (3 x 24 bytes).
+    static let maximumGrowth = 72
+
+    struct SeededGenerator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test("Mutated requests never crash it; every answer decodes and grows the request by at most 72 bytes")
+    func mutatedRequests() throws {
+        let layout = try STUNPairLayout(
+            primary: STUNAddress(parsing: "[2001:db8::1]:3478")!, alternate: STUNAddress(parsing: "[2001:db8::2]:3479")!)
+        let responder = STUNResponder(layout: layout)
+        let client = STUNAddress(parsing: "[2001:db8::99]:5000")!
+        let seeds: [[UInt8]] = [
+            STUNMessage(type: .bindingRequest).encodedBytes(),
+            STUNMessage(type: .bindingRequest, attributes: [.changeRequest(STUNChangeRequest(changeIP: true, changePort: true))])
+                .encodedBytes(options: STUNEncodingOptions(fingerprint: true)),
+            STUNMessage(type: .bindingRequest, transactionID: .randomClassic(), attributes: [.responseAddress(client)]).encodedBytes(),
+            STUNMessage(type: .bindingRequest, attributes: [.padding(64), .responsePort(9), .unknown(type: 0x0042, value: [1, 2])]).encodedBytes(),
+        ]
+        var rng = SeededGenerator(state: 0x5EED)
+        var replies = 0
+        for i in 0..<20_000 {
+            var bytes = seeds[i % seeds.count]
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0 where !bytes.isEmpty: bytes[Int.random(in: 0..<bytes.count, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
+                case 1 where !bytes.isEmpty: bytes.removeLast(Int.random(in: 1...min(8, bytes.count), using: &rng))
+                case 2: bytes += (0..<4).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                default: if bytes.count > 3 { bytes[3] = UInt8(truncatingIfNeeded: bytes.count - 20) }
+                }
+            }
+            guard case .reply(let answer, _, let to) = responder.respond(to: ByteBuffer(bytes: bytes), from: client, on: .primary) else {
+                continue
+            }
+            replies += 1
+            #expect(to.ip == client.ip, "answers go to the source IP only")
+            #expect(answer.readableBytes <= max(bytes.count, STUN.headerSize) + Self.maximumGrowth)
+            #expect(throws: Never.self) { try STUNMessage(datagram: answer) }
+        }
+        #expect(replies > 1_000, "the mutations must leave many requests valid, or the test proves little")
+    }
+}
