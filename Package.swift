@@ -9,6 +9,7 @@ import PackageDescription
 /// - `PeerwayNetcheck`: pure RFC 5780 NAT behaviour discovery state machine (no sockets, no clock).
 /// - `PeerwaySupernode`: the services (SwiftNIO I/O around the pure layers) and their composition.
 /// - `Peerway`: the client library (netcheck driver today; peers and tunnels later).
+/// - `PeerwayLab`: the NAT lab (network namespaces + nftables NAT presets; Foundation only).
 /// - `peerway`: the command-line tool.
 let package = Package(
     name: "Peerway",
@@ -18,6 +19,7 @@ let package = Package(
         .library(name: "PeerwaySupernode", targets: ["PeerwaySupernode"]),
         .library(name: "PeerwaySTUN", targets: ["PeerwaySTUN"]),
         .library(name: "PeerwayNetcheck", targets: ["PeerwayNetcheck"]),
+        .library(name: "PeerwayLab", targets: ["PeerwayLab"]),
         .executable(name: "peerway", targets: ["peerway"]),
     ],
     dependencies: [
@@ -64,6 +66,8 @@ let package = Package(
             ]
         ),
         .target(name: "CPeerwayLinux"),
+        // The NAT lab: topology, nftables rules and the runner of `ip`/`nft` (Foundation only).
+        .target(name: "PeerwayLab"),
         .executableTarget(
             name: "peerway",
             dependencies: [
@@ -72,6 +76,7 @@ let package = Package(
                 "PeerwaySupernode",
                 "PeerwaySTUN",
                 "PeerwayNetcheck",
+                "PeerwayLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -99,5 +104,6 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "PeerwayLabTests", dependencies: ["PeerwayLab"]),
     ]
 )

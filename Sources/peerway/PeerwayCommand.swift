@@ -11,6 +11,7 @@ struct PeerwayCommand: AsyncParsableCommand {
             STUNCommand.self,
             NetcheckCommand.self,
             BenchCommand.self,
+            LabCommand.self,
         ]
     )
 }

@@ -1,0 +1,147 @@
+/*
+ nftables rulesets of the NAT presets, as pure functions of the router's addresses.
+
+ Mapping. `masquerade` keeps the source port whenever the resulting conntrack reply tuple is
+ unique, and conntrack keys on the whole 5-tuple: so the same local port gets the same public port
+ toward every destination (endpoint-independent mapping, port preserved). `masquerade fully-random`
+ draws a new random port for every new conntrack entry, i.e. every new destination: address-and-port
+ dependent mapping with random ports (symmetric).
+
+ Filtering. Plain conntrack lets in only answers from the exact remote address and port a mapping
+ sent to: address-and-port-dependent filtering. The looser filters need state conntrack does not
+ keep, so a chain after source NAT (postrouting, priority `recordPriority`) records every outbound
+ UDP packet of the LAN in dynamic sets keyed by the *public* port:
+   @ports     public port                      (it is mapped)
+   @mappings  public port -> LAN address . port (where to send what comes in)
+   @contacts  public port . remote address     (whom it has sent to: restricted cone)
+ and a destination-NAT chain sends an unsolicited packet to a mapped port back to its LAN owner:
+ any source for full-cone, only a recorded remote address for restricted-cone. Hairpinning is the
+ same DNAT applied to LAN packets addressed to the public address, plus a source NAT to the public
+ address so the target sees (and answers) the public side, from the sender's mapped port.
+ (The LAN is a bridge: br_netfilter must be off for it, see `LabPlan`, or it drops the hairpinned
+ packet as it would leave by the bridge port it came in by.) Set entries expire after the UDP timeout,
+ like the conntrack entries they shadow.
+
+ Loss: `numgen random mod 100 < PCT drop` on the WAN interface, both directions.
+*/
+
+/// The pieces of one NAT router the rules need.
+public struct LabRouterRules: Hashable, Sendable {
+    /// How the router maps and filters.
+    public enum Kind: Hashable, Sendable {
+        case fullCone, restrictedCone, portRestricted, symmetric, udpBlocked
+    }
+
+    public var kind: Kind
+    /// The public address the router's WAN has (`snat` target of hairpinned packets).
+    public var publicAddress: String
+    /// The LAN prefix, e.g. 10.0.3.0/24.
+    public var lanNetwork: String
+    public var hairpin: Bool
+    /// Percent of packets dropped on the WAN interface, each way.
+    public var lossPercent: Int
+    /// Seconds a recorded mapping lives without traffic.
+    public var udpTimeout: Int
+
+    /// Priority of the chain that records mappings: after source NAT (100), so it sees public ports.
+    public static let recordPriority = 200
+    /// The WAN and LAN interface names inside a router namespace.
+    public static let wan = "wan0"
+    public static let lan = "lan0"
+    /// The nftables table every lab rule lives in.
+    public static let table = "pwlab"
+
+    public init(kind: Kind, publicAddress: String, lanNetwork: String, hairpin: Bool = false, lossPercent: Int = 0, udpTimeout: Int = LabLimits.defaultUDPTimeout) {
+        self.kind = kind
+        self.publicAddress = publicAddress
+        self.lanNetwork = lanNetwork
+        self.hairpin = hairpin
+        self.lossPercent = lossPercent
+        self.udpTimeout = udpTimeout
+    }
+
+    /// The ruleset, for `nft -f -` inside the router's namespace.
+    public var ruleset: String {
+        let wan = Self.wan, lan = Self.lan, p = publicAddress
+        let records = kind != .udpBlocked && (hairpin || kind == .fullCone || kind == .restrictedCone)
+        var out: [String] = ["table ip \(Self.table) {"]
+        if records {
+            let timeout = "flags dynamic,timeout; timeout \(udpTimeout)s;"
+            out.append("  set ports { type inet_service; \(timeout) }")
+            out.append("  map mappings { type inet_service : ipv4_addr . inet_service; \(timeout) }")
+            if kind == .restrictedCone {
+                out.append("  set contacts { type inet_service . ipv4_addr; \(timeout) }")
+            }
+        }
+
+        out.append("  chain prerouting {")
+        out.append("    type nat hook prerouting priority dstnat; policy accept;")
+        let dnat = "dnat ip to udp dport map @mappings"
+        switch kind {
+        case .fullCone:
+            out.append("    iifname \"\(wan)\" ip daddr \(p) udp dport @ports \(dnat)")
+        case .restrictedCone:
+            out.append("    iifname \"\(wan)\" ip daddr \(p) udp dport . ip saddr @contacts \(dnat)")
+        default: break
+        }
+        if hairpin && records {
+            out.append("    iifname \"\(lan)\" ip daddr \(p) udp dport @ports \(dnat)")
+        }
+        out.append("  }")
+
+        out.append("  chain postrouting {")
+        out.append("    type nat hook postrouting priority srcnat; policy accept;")
+        if hairpin && records {
+            out.append("    ip saddr \(lanNetwork) ip daddr \(lanNetwork) ct status dnat snat ip to \(p)")
+        }
+        out.append("    oifname \"\(wan)\" masquerade\(kind == .symmetric ? " fully-random" : "")")
+        out.append("  }")
+
+        if records {
+            out.append("  chain record {")
+            out.append("    type filter hook postrouting priority \(Self.recordPriority); policy accept;")
+            var updates = "update @ports { udp sport } update @mappings { udp sport : ct original ip saddr . ct original proto-src }"
+            if kind == .restrictedCone { updates += " update @contacts { udp sport . ip daddr }" }
+            out.append("    oifname \"\(wan)\" ip saddr \(p) ct direction original meta l4proto udp \(updates)")
+            out.append("  }")
+        }
+
+        out.append("  chain forward {")
+        out.append("    type filter hook forward priority filter; policy drop;")
+        out.append("    ct state established,related accept")
+        if kind == .udpBlocked {
+            let ports = LabLimits.udpBlockedTCPPorts.map(String.init).joined(separator: ", ")
+            out.append("    iifname \"\(lan)\" oifname \"\(wan)\" tcp dport { \(ports) } accept")
+            out.append("    iifname \"\(lan)\" oifname \"\(wan)\" icmp type echo-request accept")
+        } else {
+            out.append("    iifname \"\(lan)\" oifname \"\(wan)\" accept")
+            if records { out.append("    ct status dnat accept") }
+        }
+        out.append("  }")
+
+        out += Self.lossChains(percent: lossPercent, interface: wan)
+        out.append("}")
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Chains dropping `percent` % of packets leaving and entering through `interface` (none for 0).
+    public static func lossChains(percent: Int, interface: String) -> [String] {
+        guard percent > 0 else { return [] }
+        return [
+            "  chain loss-in {",
+            "    type filter hook prerouting priority -300; policy accept;",
+            "    iifname \"\(interface)\" numgen random mod 100 < \(percent) drop",
+            "  }",
+            "  chain loss-out {",
+            "    type filter hook postrouting priority -300; policy accept;",
+            "    oifname \"\(interface)\" numgen random mod 100 < \(percent) drop",
+            "  }",
+        ]
+    }
+
+    /// A table with only the loss chains (open-site hosts, which have no router), or nil for 0 %.
+    public static func lossOnly(percent: Int, interface: String) -> String? {
+        guard percent > 0 else { return nil }
+        return (["table ip \(table) {"] + lossChains(percent: percent, interface: interface) + ["}"]).joined(separator: "\n") + "\n"
+    }
+}
