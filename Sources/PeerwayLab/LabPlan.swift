@@ -48,6 +48,11 @@ public enum LabPlan {
             steps.append(.ip(["-n", ns, "link", "set", eth, "up"]))
             let own = addresses.first.map { $0.hasPrefix("198.51.100.") } ?? false
             steps.append(.ip(["-n", ns, "route", "add", own ? "203.0.113.0/24" : "198.51.100.0/24", "dev", eth]))
+            // Loss on the sites' WAN links (not the supernode's own): each end drops what arrives.
+            if !own {
+                if let table = LabRouterRules.lossTable(percent: loss, device: port) { steps.append(.nft(namespace: inet, ruleset: table)) }
+                if let table = LabRouterRules.lossTable(percent: loss, device: eth) { steps.append(.nft(namespace: ns, ruleset: table)) }
+            }
         }
         /// A router's LAN bridge `lan0` with address `gateway`/24.
         func lanBridge(ns: String, gateway: String) {
@@ -93,9 +98,6 @@ public enum LabPlan {
             case .open:
                 for n in 1...spec.hosts {
                     publicLink(port: "s\(i)h\(n)", ns: site.hostNamespace(n), eth: "eth0", addresses: [site.hostAddress(n)])
-                    if let rules = LabRouterRules.lossOnly(percent: loss, interface: "eth0") {
-                        steps.append(.nft(namespace: site.hostNamespace(n), ruleset: rules))
-                    }
                 }
             case .cgnat:
                 let carrier = site.carrierNamespace, home = site.routerNamespace
@@ -108,9 +110,9 @@ public enum LabPlan {
                 }
                 for ns in [carrier, home] { routerSysctls(ns) }
                 let carrierRules = LabRouterRules(kind: .portRestricted, publicAddress: site.wanAddress, lanNetwork: site.carrierNetwork,
-                                                  hairpin: false, lossPercent: loss, udpTimeout: topology.configuration.udpTimeout)
+                                                  hairpin: false, udpTimeout: topology.configuration.udpTimeout)
                 let homeRules = LabRouterRules(kind: .portRestricted, publicAddress: site.carrierHomeWAN, lanNetwork: site.lanNetwork,
-                                               hairpin: spec.hairpin, lossPercent: 0, udpTimeout: topology.configuration.udpTimeout)
+                                               hairpin: spec.hairpin, udpTimeout: topology.configuration.udpTimeout)
                 steps.append(.nft(namespace: carrier, ruleset: carrierRules.ruleset))
                 steps.append(.nft(namespace: home, ruleset: homeRules.ruleset))
                 for ns in [carrier, home] { conntrackTimeouts(ns) }
@@ -123,7 +125,7 @@ public enum LabPlan {
                 }
                 routerSysctls(router)
                 let rules = LabRouterRules(kind: ruleKind(spec.preset), publicAddress: site.wanAddress, lanNetwork: site.lanNetwork,
-                                           hairpin: spec.hairpin, lossPercent: loss, udpTimeout: topology.configuration.udpTimeout)
+                                           hairpin: spec.hairpin, udpTimeout: topology.configuration.udpTimeout)
                 steps.append(.nft(namespace: router, ruleset: rules.ruleset))
                 conntrackTimeouts(router)
             }

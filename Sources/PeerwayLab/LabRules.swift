@@ -22,7 +22,8 @@
  packet as it would leave by the bridge port it came in by.) Set entries expire after the UDP timeout,
  like the conntrack entries they shadow.
 
- Loss: `numgen random mod 100 < PCT drop` on the WAN interface, both directions.
+ Loss: `numgen random mod 100 < PCT drop` in a netdev ingress hook at both ends of each WAN link
+ (`lossTable`), separate from the NAT rules.
 */
 
 /// The pieces of one NAT router the rules need.
@@ -38,8 +39,6 @@ public struct LabRouterRules: Hashable, Sendable {
     /// The LAN prefix, e.g. 10.0.3.0/24.
     public var lanNetwork: String
     public var hairpin: Bool
-    /// Percent of packets dropped on the WAN interface, each way.
-    public var lossPercent: Int
     /// Seconds a recorded mapping lives without traffic.
     public var udpTimeout: Int
 
@@ -51,12 +50,11 @@ public struct LabRouterRules: Hashable, Sendable {
     /// The nftables table every lab rule lives in.
     public static let table = "pwlab"
 
-    public init(kind: Kind, publicAddress: String, lanNetwork: String, hairpin: Bool = false, lossPercent: Int = 0, udpTimeout: Int = LabLimits.defaultUDPTimeout) {
+    public init(kind: Kind, publicAddress: String, lanNetwork: String, hairpin: Bool = false, udpTimeout: Int = LabLimits.defaultUDPTimeout) {
         self.kind = kind
         self.publicAddress = publicAddress
         self.lanNetwork = lanNetwork
         self.hairpin = hairpin
-        self.lossPercent = lossPercent
         self.udpTimeout = udpTimeout
     }
 
@@ -119,29 +117,27 @@ public struct LabRouterRules: Hashable, Sendable {
         }
         out.append("  }")
 
-        out += Self.lossChains(percent: lossPercent, interface: wan)
         out.append("}")
         return out.joined(separator: "\n") + "\n"
     }
 
-    /// Chains dropping `percent` % of packets leaving and entering through `interface` (none for 0).
-    public static func lossChains(percent: Int, interface: String) -> [String] {
-        guard percent > 0 else { return [] }
-        return [
-            "  chain loss-in {",
-            "    type filter hook prerouting priority -300; policy accept;",
-            "    iifname \"\(interface)\" numgen random mod 100 < \(percent) drop",
-            "  }",
-            "  chain loss-out {",
-            "    type filter hook postrouting priority -300; policy accept;",
-            "    oifname \"\(interface)\" numgen random mod 100 < \(percent) drop",
-            "  }",
-        ]
+    /// Drops `percent` % of the packets arriving on `device`, or nil for 0 %. A netdev ingress
+    /// hook: the packet is lost on the wire, as on a real link. (Dropping in a host's output path
+    /// instead would fail the sender's `send` with EPERM, which real loss never does.) The lab
+    /// puts one on each end of a WAN link, so both directions lose packets.
+    public static func lossTable(percent: Int, device: String) -> String? {
+        guard percent > 0 else { return nil }
+        return """
+            table netdev \(lossTableName) {
+              chain ingress-\(device) {
+                type filter hook ingress device "\(device)" priority filter; policy accept;
+                numgen random mod 100 < \(percent) drop
+              }
+            }
+
+            """
     }
 
-    /// A table with only the loss chains (open-site hosts, which have no router), or nil for 0 %.
-    public static func lossOnly(percent: Int, interface: String) -> String? {
-        guard percent > 0 else { return nil }
-        return (["table ip \(table) {"] + lossChains(percent: percent, interface: interface) + ["}"]).joined(separator: "\n") + "\n"
-    }
+    /// The nftables table of the loss rules (netdev family), apart from the NAT rules.
+    public static let lossTableName = "pwlab-loss"
 }

@@ -47,8 +47,11 @@ struct LabPlanTests {
             #expect(steps.contains(.sysctlIfPresent(namespace: ns, key: "net.bridge.bridge-nf-call-iptables", value: "0")))
             #expect(steps.contains { if case .nft(ns, _) = $0 { true } else { false } })
         }
-        // Open hosts have no router, but their link still loses packets.
-        #expect(steps.contains { if case .nft("pw-open-h1", let rules) = $0 { rules.contains("numgen random mod 100 < 5 drop") } else { false } })
+        // Loss at both ends of every site's WAN link, open hosts included; not on the supernode's.
+        for (ns, device) in [("pw-open-h1", "eth0"), ("pw-inet", "s1h1"), ("pw-cgnat-c", "wan0"), ("pw-inet", "s8")] {
+            #expect(steps.contains(.nft(namespace: ns, ruleset: LabRouterRules.lossTable(percent: 5, device: device)!)), "\(ns) \(device)")
+        }
+        #expect(!steps.contains(.nft(namespace: "pw-inet", ruleset: LabRouterRules.lossTable(percent: 5, device: "pub")!)))
     }
 
     @Test("only the documentation ranges are routed: no default route outside the LANs")

@@ -3,8 +3,8 @@ import Testing
 
 @Suite("Lab rules: the nftables ruleset of each preset")
 struct LabRulesTests {
-    static func rules(_ kind: LabRouterRules.Kind, hairpin: Bool = false, loss: Int = 0) -> String {
-        LabRouterRules(kind: kind, publicAddress: "203.0.113.21", lanNetwork: "10.0.2.0/24", hairpin: hairpin, lossPercent: loss, udpTimeout: 30).ruleset
+    static func rules(_ kind: LabRouterRules.Kind, hairpin: Bool = false) -> String {
+        LabRouterRules(kind: kind, publicAddress: "203.0.113.21", lanNetwork: "10.0.2.0/24", hairpin: hairpin, udpTimeout: 30).ruleset
     }
 
     @Test("port-restricted: plain masquerade and conntrack, nothing recorded")
@@ -83,12 +83,18 @@ struct LabRulesTests {
         #expect(r.contains("policy drop"))
     }
 
-    @Test("loss: numgen drops on the WAN both ways; none at 0 %")
+    @Test("loss: a netdev ingress hook drops at random; none at 0 %")
     func loss() {
-        let r = Self.rules(.portRestricted, loss: 7)
-        #expect(r.contains("iifname \"wan0\" numgen random mod 100 < 7 drop"))
-        #expect(r.contains("oifname \"wan0\" numgen random mod 100 < 7 drop"))
+        #expect(LabRouterRules.lossTable(percent: 7, device: "wan0") == """
+            table netdev pwlab-loss {
+              chain ingress-wan0 {
+                type filter hook ingress device "wan0" priority filter; policy accept;
+                numgen random mod 100 < 7 drop
+              }
+            }
+
+            """)
+        #expect(LabRouterRules.lossTable(percent: 0, device: "eth0") == nil)
         #expect(!Self.rules(.portRestricted).contains("numgen"))
-        #expect(LabRouterRules.lossOnly(percent: 0, interface: "eth0") == nil)
     }
 }
