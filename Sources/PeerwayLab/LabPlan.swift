@@ -9,6 +9,9 @@ public enum LabStep: Hashable, Sendable, CustomStringConvertible {
     case sysctlIfPresent(namespace: String, key: String, value: String)
     /// Load `ruleset` with `nft -f -` in `namespace`.
     case nft(namespace: String, ruleset: String)
+    /// Delay every packet in and out of `device` in `namespace` by `milliseconds`: start a
+    /// `peerway lab delay-queue` there, then queue the device's packets to it with iptables NFQUEUE.
+    case delay(namespace: String, device: String, milliseconds: Int)
 
     public var description: String {
         switch self {
@@ -16,6 +19,7 @@ public enum LabStep: Hashable, Sendable, CustomStringConvertible {
         case .sysctl(let ns, let key, let value): "ip netns exec \(ns) sysctl -qw \(key)=\(value)"
         case .sysctlIfPresent(let ns, let key, let value): "ip netns exec \(ns) sysctl -qw \(key)=\(value) (if present)"
         case .nft(let ns, let ruleset): "ip netns exec \(ns) nft -f - <<<'\(ruleset.split(separator: "\n").first ?? "")...'"
+        case .delay(let ns, let device, let ms): "ip netns exec \(ns) peerway lab delay-queue --delay \(ms) & (NFQUEUE on \(device), both ways)"
         }
     }
 }
@@ -50,6 +54,9 @@ public enum LabPlan {
             steps.append(.ip(["-n", ns, "route", "add", own ? "203.0.113.0/24" : "198.51.100.0/24", "dev", eth]))
             // Loss on the sites' WAN links (not the supernode's own): each end drops what arrives.
             if !own {
+                if topology.configuration.delayMilliseconds > 0 {
+                    steps.append(.delay(namespace: ns, device: eth, milliseconds: topology.configuration.delayMilliseconds))
+                }
                 if let table = LabRouterRules.lossTable(percent: loss, device: port) { steps.append(.nft(namespace: inet, ruleset: table)) }
                 if let table = LabRouterRules.lossTable(percent: loss, device: eth) { steps.append(.nft(namespace: ns, ruleset: table)) }
             }

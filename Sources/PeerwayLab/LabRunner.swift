@@ -70,8 +70,13 @@ public struct LabRunner: Sendable {
         return text
     }
 
-    /// Performs one step.
-    public static func perform(_ step: LabStep) throws(LabError) {
+    /// How long a delay queue gets to bind before packets are queued to it.
+    public static let delayQueueStartTime: TimeInterval = 0.3
+    /// The NFQUEUE queue number of the delay queues (one per namespace).
+    public static let delayQueueNumber = 0
+
+    /// Performs one step; `peerway` is the executable started for `.delay`.
+    public static func perform(_ step: LabStep, peerway: String) throws(LabError) {
         switch step {
         case .ip(let args):
             try run("ip", args)
@@ -83,7 +88,37 @@ public struct LabRunner: Sendable {
             if present { try run("ip", ["netns", "exec", ns, "sysctl", "-qw", "\(key)=\(value)"]) }
         case .nft(let ns, let ruleset):
             try run("ip", ["netns", "exec", ns, "nft", "-f", "-"], input: ruleset)
+        case .delay(let ns, let device, let ms):
+            guard path(of: "iptables") != nil else { throw .missingTool("iptables", package: "iptables") }
+            let queue = String(delayQueueNumber)
+            let process = try detach(["netns", "exec", ns, peerway, "lab", "delay-queue", "--queue", queue, "--delay", String(ms)],
+                                     log: "\(stateDirectory)/delay-\(ns).log")
+            Thread.sleep(forTimeInterval: delayQueueStartTime)
+            guard process.isRunning else {
+                throw .commandFailed(command: "peerway lab delay-queue in \(ns)", status: process.terminationStatus,
+                                     output: (try? String(contentsOfFile: "\(stateDirectory)/delay-\(ns).log", encoding: .utf8)) ?? "")
+            }
+            // NFQUEUE is an xtables target (this kernel has no nftables `queue`): iptables-nft.
+            try run("ip", ["netns", "exec", ns, "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", device, "-j", "NFQUEUE", "--queue-num", queue])
+            try run("ip", ["netns", "exec", ns, "iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", device, "-j", "NFQUEUE", "--queue-num", queue])
         }
+    }
+
+    /// Starts `ip ARGS...` detached, output to `log`.
+    static func detach(_ args: [String], log: String) throws(LabError) -> Process {
+        try? FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path(of: "ip") ?? "/usr/sbin/ip")
+        process.arguments = args
+        let handle = FileHandle(forWritingAtPath: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch {
+            throw .commandFailed(command: "ip " + args.joined(separator: " "), status: -1, output: "\(error)")
+        }
+        return process
     }
 
     /// The lab's namespaces that exist now (every one whose name starts with the prefix).
@@ -110,11 +145,12 @@ public struct LabRunner: Sendable {
     }
 
     /// Builds `topology` (after removing any earlier lab); on failure removes what it made.
-    public static func up(_ topology: LabTopology) throws(LabError) {
+    /// `peerway` is the executable to start in namespaces (delay queues).
+    public static func up(_ topology: LabTopology, peerway: String) throws(LabError) {
         try checkPrerequisites()
         down()
         do {
-            for step in LabPlan.steps(for: topology) { try perform(step) }
+            for step in LabPlan.steps(for: topology) { try perform(step, peerway: peerway) }
         } catch {
             down()
             throw error
@@ -125,22 +161,11 @@ public struct LabRunner: Sendable {
     /// directory, and waits until it listens. Returns its process id.
     @discardableResult
     public static func startSTUN(peerway: String) throws(LabError) -> Int32 {
-        try? FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         let log = "\(stateDirectory)/stun.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path(of: "ip") ?? "/usr/sbin/ip")
-        process.arguments = [
+        let process = try detach([
             "netns", "exec", LabTopology.publicNamespace, peerway, "stun",
             "--listen", LabLimits.stunPrimary, "--alternate", LabLimits.stunAlternate, "--rate-limit", "0",
-        ]
-        let handle = FileHandle(forWritingAtPath: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch {
-            throw .commandFailed(command: "peerway stun", status: -1, output: "\(error)")
-        }
+        ], log: log)
         let deadline = Date().addingTimeInterval(stunStartTimeout)
         while Date() < deadline {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""

@@ -29,6 +29,8 @@ public enum LabLimits {
     public static let defaultUDPTimeout = 120
     /// Allowed range of `--udp-timeout`, seconds.
     public static let udpTimeoutRange = 1...3600
+    /// Allowed range of `--delay`, milliseconds.
+    public static let delayRange = 0...10_000
     /// Allowed range of `--loss`, percent.
     public static let lossRange = 0...100
     /// The STUN pair's primary address and port, on the supernode host.
@@ -119,11 +121,14 @@ public struct LabConfiguration: Hashable, Codable, Sendable {
     public var lossPercent: Int
     /// Conntrack UDP timeout in every NAT, seconds.
     public var udpTimeout: Int
+    /// One-way delay added on every WAN link, each way, milliseconds (0: none).
+    public var delayMilliseconds: Int
 
-    public init(sites: [LabSiteSpec], lossPercent: Int = 0, udpTimeout: Int = LabLimits.defaultUDPTimeout) {
+    public init(sites: [LabSiteSpec], lossPercent: Int = 0, udpTimeout: Int = LabLimits.defaultUDPTimeout, delayMilliseconds: Int = 0) {
         self.sites = sites
         self.lossPercent = lossPercent
         self.udpTimeout = udpTimeout
+        self.delayMilliseconds = delayMilliseconds
     }
 
     /// Checks every site, duplicate names and the limits.
@@ -136,6 +141,9 @@ public struct LabConfiguration: Hashable, Codable, Sendable {
         guard Set(sites.map(\.name)).count == sites.count else { throw .badConfiguration("site names must be unique") }
         guard LabLimits.lossRange.contains(lossPercent) else {
             throw .badConfiguration("--loss \(lossPercent): a percentage in \(LabLimits.lossRange)")
+        }
+        guard LabLimits.delayRange.contains(delayMilliseconds) else {
+            throw .badConfiguration("--delay \(delayMilliseconds): milliseconds in \(LabLimits.delayRange)")
         }
         guard LabLimits.udpTimeoutRange.contains(udpTimeout) else {
             throw .badConfiguration("--udp-timeout \(udpTimeout): seconds in \(LabLimits.udpTimeoutRange)")

@@ -14,6 +14,8 @@ public struct LabMeasurement: Hashable, Sendable, Decodable {
     public var portAllocation: Allocation?
     public var noNAT: Bool?
     public var mappedAddress: String?
+    /// The shortest round trip to the STUN pair.
+    public var rttMilliseconds: Double?
     /// Set when netcheck failed (e.g. no answer at all).
     public var error: String?
 
@@ -176,7 +178,7 @@ public enum LabVerify {
         let topology = try LabTopology(LabConfiguration(sites: sites))
         defer { LabRunner.down() }
         log("building \(topology.namespaces.count) namespaces")
-        try LabRunner.up(topology)
+        try LabRunner.up(topology, peerway: peerway)
         try LabRunner.startSTUN(peerway: peerway)
         log("STUN pair listening on \(LabLimits.stunPrimary) and \(LabLimits.stunAlternate); running netcheck behind every site")
 

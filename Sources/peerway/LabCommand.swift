@@ -20,7 +20,7 @@ struct LabCommand: AsyncParsableCommand {
               sudo peerway lab exec home -- peerway netcheck --stun \(LabLimits.stunPrimary)
               sudo peerway lab down
             """,
-        subcommands: [LabUp.self, LabExec.self, LabVerifyCommand.self, LabDown.self]
+        subcommands: [LabUp.self, LabExec.self, LabVerifyCommand.self, LabDown.self, LabDelayQueueCommand.self]
     )
 
     /// The running executable, to start in the namespaces (`peerway stun`, `peerway netcheck`).
@@ -68,7 +68,7 @@ struct LabUp: AsyncParsableCommand {
         "A site NAME=PRESET[,hairpin][,hosts=N] (repeatable).", valueName: "name=preset"))
     var sites: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Delay on every WAN link, ms (not implemented yet: must be 0).", valueName: "ms"))
+    @Option(name: .long, help: ArgumentHelp("Delay added on every site's WAN link, each way, ms (needs iptables: NFQUEUE).", valueName: "ms"))
     var delay: Int = 0
 
     @Option(name: .long, help: ArgumentHelp("Drop this percentage of packets on every WAN link, each way.", valueName: "pct"))
@@ -83,12 +83,9 @@ struct LabUp: AsyncParsableCommand {
     func run() async throws {
         try LabCommand.prerequisites("up")
         do {
-            guard delay == 0 else {
-                throw LabError.badConfiguration("--delay \(delay): delay is not implemented yet (this kernel has no netem); use --loss")
-            }
             let specs = try sites.map { text throws(LabError) in try LabSiteSpec(parsing: text) }
-            let topology = try LabTopology(LabConfiguration(sites: specs, lossPercent: loss, udpTimeout: udpTimeout))
-            try LabRunner.up(topology)
+            let topology = try LabTopology(LabConfiguration(sites: specs, lossPercent: loss, udpTimeout: udpTimeout, delayMilliseconds: delay))
+            try LabRunner.up(topology, peerway: LabCommand.selfPath)
             if !noSTUN { try LabRunner.startSTUN(peerway: LabCommand.selfPath) }
             try LabRunner.writeDescription(topology)
             print(LabRunner.describe(topology))
@@ -98,7 +95,7 @@ struct LabUp: AsyncParsableCommand {
                 run a command behind a site: peerway lab exec SITE[/N] -- COMMAND...; remove everything: peerway lab down
 
                 """.utf8))
-        } catch let error as LabError {
+        } catch {
             LabCommand.fail("up", error)
         }
     }
@@ -162,5 +159,29 @@ struct LabDown: AsyncParsableCommand {
         try LabCommand.prerequisites("down")
         let removed = LabRunner.down()
         print(removed.isEmpty ? "no lab namespaces" : "removed \(removed.count) namespaces: \(removed.joined(separator: " "))")
+    }
+}
+
+/// `peerway lab delay-queue`: the NFQUEUE consumer `lab up --delay` starts in each namespace
+/// whose WAN link is delayed (internal: not listed in the help).
+struct LabDelayQueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delay-queue",
+        abstract: "Hold every packet of an NFQUEUE queue for a fixed delay (started by lab up --delay).",
+        shouldDisplay: false)
+
+    @Option(name: .long, help: "The NFQUEUE queue number.") var queue: UInt16 = 0
+    @Option(name: .long, help: "Delay, milliseconds.") var delay: Int
+
+    func run() async throws {
+        try LabCommand.prerequisites("delay-queue")
+        guard (0...LabDelayQueue.maximumDelayMilliseconds).contains(delay) else {
+            throw ValidationError("--delay \(delay): milliseconds in 0...\(LabDelayQueue.maximumDelayMilliseconds)")
+        }
+        do {
+            try LabDelayQueue(queue: queue, delay: TimeInterval(delay) / 1000).run()
+        } catch {
+            LabCommand.fail("delay-queue", error)
+        }
     }
 }

@@ -3,7 +3,7 @@ import Testing
 
 @Suite("Lab plan: the steps that build the lab")
 struct LabPlanTests {
-    static let topology = try! LabTopology(LabConfiguration(sites: LabVerify.sites, lossPercent: 5, udpTimeout: 20))
+    static let topology = try! LabTopology(LabConfiguration(sites: LabVerify.sites, lossPercent: 5, udpTimeout: 20, delayMilliseconds: 30))
 
     static var ipArguments: [[String]] {
         LabPlan.steps(for: topology).compactMap { step in
@@ -52,6 +52,15 @@ struct LabPlanTests {
             #expect(steps.contains(.nft(namespace: ns, ruleset: LabRouterRules.lossTable(percent: 5, device: device)!)), "\(ns) \(device)")
         }
         #expect(!steps.contains(.nft(namespace: "pw-inet", ruleset: LabRouterRules.lossTable(percent: 5, device: "pub")!)))
+        // Delay on the site side of every WAN link: the outermost router, or the open host.
+        let delayed = steps.compactMap { step -> String? in
+            if case .delay(let ns, let device, 30) = step { return "\(ns) \(device)" }
+            return nil
+        }
+        #expect(delayed.contains("pw-open-h1 eth0"))
+        #expect(delayed.contains("pw-cgnat-c wan0"))
+        #expect(delayed.contains("pw-symmetric-r wan0"))
+        #expect(delayed.count == Self.topology.sites.reduce(0) { $0 + ($1.spec.preset == .open ? $1.spec.hosts : 1) })
     }
 
     @Test("only the documentation ranges are routed: no default route outside the LANs")
