@@ -123,7 +123,7 @@ public enum LabPlan {
                 steps.append(.nft(namespace: carrier, ruleset: carrierRules.ruleset))
                 steps.append(.nft(namespace: home, ruleset: homeRules.ruleset))
                 for ns in [carrier, home] { conntrackTimeouts(ns) }
-            case .fullCone, .restrictedCone, .portRestricted, .symmetric, .udpBlocked:
+            case .fullCone, .restrictedCone, .portRestricted, .symmetric, .symmetricSequential, .udpBlocked:
                 let router = site.routerNamespace
                 publicLink(port: "s\(i)", ns: router, eth: LabRouterRules.wan, addresses: [site.wanAddress])
                 lanBridge(ns: router, gateway: site.lanGateway)
@@ -145,6 +145,7 @@ public enum LabPlan {
         case .fullCone: .fullCone
         case .restrictedCone: .restrictedCone
         case .symmetric: .symmetric
+        case .symmetricSequential: .symmetricSequential
         case .udpBlocked: .udpBlocked
         case .portRestricted, .cgnat, .open: .portRestricted
         }

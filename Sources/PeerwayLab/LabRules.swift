@@ -5,7 +5,8 @@
  unique, and conntrack keys on the whole 5-tuple: so the same local port gets the same public port
  toward every destination (endpoint-independent mapping, port preserved). `masquerade fully-random`
  draws a new random port for every new conntrack entry, i.e. every new destination: address-and-port
- dependent mapping with random ports (symmetric).
+ dependent mapping with random ports (symmetric). `snat to P : numgen inc map {...}` gives every
+ new conntrack entry the next port: address-and-port-dependent mapping with sequential ports.
 
  Filtering. Plain conntrack lets in only answers from the exact remote address and port a mapping
  sent to: address-and-port-dependent filtering. The looser filters need state conntrack does not
@@ -30,7 +31,7 @@
 public struct LabRouterRules: Hashable, Sendable {
     /// How the router maps and filters.
     public enum Kind: Hashable, Sendable {
-        case fullCone, restrictedCone, portRestricted, symmetric, udpBlocked
+        case fullCone, restrictedCone, portRestricted, symmetric, symmetricSequential, udpBlocked
     }
 
     public var kind: Kind
@@ -44,6 +45,10 @@ public struct LabRouterRules: Hashable, Sendable {
 
     /// Priority of the chain that records mappings: after source NAT (100), so it sees public ports.
     public static let recordPriority = 200
+    /// symmetric-sequential: UDP mappings take ports sequentialPortBase, +1, +2, ... (wrapping
+    /// after sequentialPortCount), whatever the local port.
+    public static let sequentialPortBase = 20_000
+    public static let sequentialPortCount = 1_024
     /// The WAN and LAN interface names inside a router namespace.
     public static let wan = "wan0"
     public static let lan = "lan0"
@@ -91,6 +96,13 @@ public struct LabRouterRules: Hashable, Sendable {
         out.append("    type nat hook postrouting priority srcnat; policy accept;")
         if hairpin && records {
             out.append("    ip saddr \(lanNetwork) ip daddr \(lanNetwork) ct status dnat snat ip to \(p)")
+        }
+        if kind == .symmetricSequential {
+            // The NAT chain sees only a connection's first packet: the counter steps once per new mapping.
+            // numgen's value is host-order and a NAT port network-order (a `numgen ... offset` port
+            // steps by 256 on little-endian machines), so a map turns the counter into ports.
+            let ports = (0..<Self.sequentialPortCount).map { "\($0) : \(Self.sequentialPortBase + $0)" }.joined(separator: ", ")
+            out.append("    oifname \"\(wan)\" meta l4proto udp snat ip to \(p) : numgen inc mod \(Self.sequentialPortCount) map { \(ports) }")
         }
         out.append("    oifname \"\(wan)\" masquerade\(kind == .symmetric ? " fully-random" : "")")
         out.append("  }")

@@ -53,6 +53,9 @@ public enum LabPreset: String, CaseIterable, Codable, Sendable {
     case portRestricted = "port-restricted"
     /// Address-and-port-dependent mapping with random ports, address-and-port-dependent filtering.
     case symmetric
+    /// Address-and-port-dependent mapping with sequential ports (each new mapping takes the next
+    /// port: predictable), address-and-port-dependent filtering.
+    case symmetricSequential = "symmetric-sequential"
     /// A port-restricted home NAT behind a port-restricted carrier NAT on 100.64.0.0/10.
     case cgnat
     /// A firewall that only lets TCP to ports 80 and 443 out (and the answers in).
@@ -202,7 +205,7 @@ public struct LabSitePlan: Hashable, Sendable {
         (1...spec.hosts).map { n in
             LabNode(
                 namespace: hostNamespace(n), role: .host, site: spec.name, preset: spec.preset, index: n,
-                addresses: [hostAddress(n) + (spec.preset == .open ? "/24" : "/24")],
+                addresses: [hostAddress(n) + "/24"],
                 publicAddress: spec.preset == .open ? hostAddress(n) : wanAddress)
         }
     }

@@ -62,6 +62,8 @@ public struct LabExpectation: Hashable, Sendable {
         case .portRestricted, .cgnat:
             return LabExpectation(mapping: eim, filtering: apd, noNAT: false, allocation: "preserved", hairpinning: site.hairpin)
         case .symmetric: return LabExpectation(mapping: apd, filtering: apd, noNAT: false, allocation: "random", hairpinning: site.hairpin)
+        case .symmetricSequential:
+            return LabExpectation(mapping: apd, filtering: apd, noNAT: false, allocation: "sequential", hairpinning: site.hairpin)
         case .udpBlocked: return LabExpectation(mapping: nil, filtering: nil, noNAT: false, allocation: nil, hairpinning: nil)
         }
     }
@@ -118,6 +120,7 @@ public enum LabVerify {
         LabSiteSpec(name: "port-restr-nohp", preset: .portRestricted),
         LabSiteSpec(name: "symmetric", preset: .symmetric),
         LabSiteSpec(name: "symmetric-hp", preset: .symmetric, hairpin: true),
+        LabSiteSpec(name: "sequential", preset: .symmetricSequential),
         LabSiteSpec(name: "cgnat", preset: .cgnat),
         LabSiteSpec(name: "udp-blocked", preset: .udpBlocked),
     ]
@@ -139,7 +142,7 @@ public enum LabVerify {
     /// The table, one line per row plus a header and a summary line.
     public static func table(_ rows: [LabVerifyRow]) -> String {
         func cell(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
-        let widths = [19, 20, 14, 22, 12, 16, 6]
+        let widths = [19, 22, 14, 22, 12, 16, 6]
         func line(_ cells: [String]) -> String {
             var text = zip(cells, widths).map(cell).joined()
             while text.last == " " { text.removeLast() }

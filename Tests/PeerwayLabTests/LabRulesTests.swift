@@ -75,6 +75,14 @@ struct LabRulesTests {
         #expect(!r.contains("dnat"))
     }
 
+    @Test("symmetric-sequential: a counter mapped to ports 20000, 20001, ... for each new UDP mapping")
+    func sequential() {
+        let r = Self.rules(.symmetricSequential)
+        #expect(r.contains("oifname \"wan0\" meta l4proto udp snat ip to 203.0.113.21 : numgen inc mod 1024 map { 0 : 20000, 1 : 20001, 2 : 20002, "))
+        #expect(r.contains(", 1023 : 21023 }"))
+        #expect(r.contains("oifname \"wan0\" masquerade\n"))
+    }
+
     @Test("udp-blocked: only TCP to 80 and 443 (and ping) leaves")
     func udpBlocked() {
         let r = Self.rules(.udpBlocked)
