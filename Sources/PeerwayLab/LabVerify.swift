@@ -18,6 +18,8 @@ public struct LabMeasurement: Hashable, Sendable, Decodable {
     public var rttMilliseconds: Double?
     /// Set when netcheck failed (e.g. no answer at all).
     public var error: String?
+    /// The TCP ports of `LabTCPCheck.ports` on the public host this host could connect to.
+    public var tcpReachable: [UInt16]?
 
     public init(mappingBehavior: String? = nil, filteringBehavior: String? = nil, hairpinning: Bool? = nil, portPreserved: Bool? = nil,
                 portAllocation: String? = nil, noNAT: Bool? = nil, mappedAddress: String? = nil, error: String? = nil) {
@@ -51,6 +53,8 @@ public struct LabExpectation: Hashable, Sendable {
     public var allocation: String?
     /// Expected hairpinning (nil: not applicable).
     public var hairpinning: Bool?
+    /// The TCP ports the host must reach on the public host (checked when measured).
+    public var tcpReachable: [UInt16] = LabTCPCheck.ports
 
     /// The expectation for a site.
     public static func of(_ site: LabSiteSpec) -> LabExpectation {
@@ -64,17 +68,23 @@ public struct LabExpectation: Hashable, Sendable {
         case .symmetric: return LabExpectation(mapping: apd, filtering: apd, noNAT: false, allocation: "random", hairpinning: site.hairpin)
         case .symmetricSequential:
             return LabExpectation(mapping: apd, filtering: apd, noNAT: false, allocation: "sequential", hairpinning: site.hairpin)
-        case .udpBlocked: return LabExpectation(mapping: nil, filtering: nil, noNAT: false, allocation: nil, hairpinning: nil)
+        case .udpBlocked:
+            return LabExpectation(mapping: nil, filtering: nil, noNAT: false, allocation: nil, hairpinning: nil,
+                                  tcpReachable: LabLimits.udpBlockedTCPPorts.map(UInt16.init))
         }
     }
 
     /// The reasons `m` does not meet the expectation (empty: pass).
     public func failures(_ m: LabMeasurement) -> [String] {
-        guard mapping != nil else {
-            return m.error == nil ? ["UDP got through: netcheck answered (mapped \(m.mappedAddress ?? "?"))"] : []
+        var tcp: [String] = []
+        if let reached = m.tcpReachable, reached != tcpReachable {
+            tcp.append("TCP reached ports \(reached) of \(LabTCPCheck.ports), expected \(tcpReachable)")
         }
-        if let error = m.error { return ["netcheck failed: \(error)"] }
-        var out: [String] = []
+        guard mapping != nil else {
+            return tcp + (m.error == nil ? ["UDP got through: netcheck answered (mapped \(m.mappedAddress ?? "?"))"] : [])
+        }
+        var out = tcp
+        if let error = m.error { return out + ["netcheck failed: \(error)"] }
         if m.mappingBehavior != mapping { out.append("mapping \(m.mappingBehavior ?? "none") != \(mapping ?? "")") }
         if m.filteringBehavior != filtering { out.append("filtering \(m.filteringBehavior ?? "none") != \(filtering ?? "")") }
         if (m.noNAT ?? false) != noNAT { out.append("noNAT \(m.noNAT.map(String.init) ?? "none") != \(noNAT)") }
@@ -142,7 +152,7 @@ public enum LabVerify {
     /// The table, one line per row plus a header and a summary line.
     public static func table(_ rows: [LabVerifyRow]) -> String {
         func cell(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
-        let widths = [19, 22, 14, 22, 12, 16, 6]
+        let widths = [19, 22, 14, 24, 12, 16, 6]
         func line(_ cells: [String]) -> String {
             var text = zip(cells, widths).map(cell).joined()
             while text.last == " " { text.removeLast() }
@@ -155,7 +165,8 @@ public enum LabVerify {
             let expected = e.mapping == nil ? "no UDP" : e.noNAT ? "no NAT" : "\(short(e.mapping))M/\(short(e.filtering))F"
             let measured: String
             if m.error != nil {
-                measured = "no UDP"
+                let tcp = m.tcpReachable.map { ", TCP " + $0.map(String.init).joined(separator: "/") } ?? ""
+                measured = "no UDP" + tcp
             } else if m.noNAT == true {
                 measured = "no NAT (\(short(m.mappingBehavior))M/\(short(m.filteringBehavior))F)"
             } else {
@@ -186,11 +197,16 @@ public enum LabVerify {
         log("STUN pair listening on \(LabLimits.stunPrimary) and \(LabLimits.stunAlternate); running netcheck behind every site")
 
         let jobs: [(LabSitePlan, Int)] = topology.sites.flatMap { site in (1...site.spec.hosts).map { (site, $0) } }
+        let listeners = try LabTCPCheck.listen(in: LabTopology.publicNamespace, ip: LabTopology.publicAddresses[0])
+        defer { LabTCPCheck.close(listeners) }
         let results = LockedResults(count: jobs.count)
         DispatchQueue.concurrentPerform(iterations: jobs.count) { index in
             let (site, n) = jobs[index]
+            let reachable = try? LabTCPCheck.reachablePorts(from: site.hostNamespace(n), to: LabTopology.publicAddresses[0])
             let output = (try? netcheck(peerway: peerway, namespace: site.hostNamespace(n))) ?? "netcheck did not run"
-            results.set(index, LabMeasurement.parse(output))
+            var measurement = LabMeasurement.parse(output)
+            measurement.tcpReachable = reachable
+            results.set(index, measurement)
         }
         return jobs.enumerated().map { index, job in
             LabVerifyRow(site: job.0.spec, host: job.1, expected: .of(job.0.spec), measured: results.get(index))

@@ -28,6 +28,15 @@ struct LabVerifyEvaluationTests {
         #expect(LabExpectation.of(LabSiteSpec(name: "u", preset: .udpBlocked)).failures(failed).isEmpty)
         #expect(!LabExpectation.of(LabSiteSpec(name: "u", preset: .portRestricted)).failures(failed).isEmpty)
         #expect(LabMeasurement.parse("").error == "no output")
+        // ...and TCP reaches exactly ports 80 and 443 (when measured).
+        var tcp = failed
+        tcp.tcpReachable = [80, 443]
+        #expect(LabExpectation.of(LabSiteSpec(name: "u", preset: .udpBlocked)).failures(tcp).isEmpty)
+        tcp.tcpReachable = [80, 443, 8080]
+        #expect(LabExpectation.of(LabSiteSpec(name: "u", preset: .udpBlocked)).failures(tcp) == ["TCP reached ports [80, 443, 8080] of [80, 443, 8080], expected [80, 443]"])
+        var open = LabMeasurement.parse(Self.portRestrictedJSON)
+        open.tcpReachable = [80, 443]
+        #expect(!LabExpectation.of(LabSiteSpec(name: "a", preset: .portRestricted)).failures(open).isEmpty)
     }
 
     @Test("the table has one row per host and says how many pass")
