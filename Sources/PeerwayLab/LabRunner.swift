@@ -13,6 +13,9 @@ public struct LabRunner: Sendable {
     public static var hostsFile: String { "\(stateDirectory)/hosts.json" }
     /// How long to wait for the STUN pair to print that it listens.
     public static let stunStartTimeout: TimeInterval = 10
+    /// `down` kills the processes in the lab's namespaces up to this many times, pausing between.
+    static let downKillRounds = 5
+    static let downKillPause: TimeInterval = 0.1
     /// How long one `ip`/`nft`/`sysctl` call may take.
     public static let commandTimeout: TimeInterval = 20
 
@@ -135,9 +138,16 @@ public struct LabRunner: Sendable {
     @discardableResult
     public static func down() -> [String] {
         let namespaces = existingNamespaces()
-        for ns in namespaces {
-            let pids = (try? run("ip", ["netns", "pids", ns]))?.split(separator: "\n").compactMap { Int32($0) } ?? []
-            for pid in pids { kill(pid, SIGKILL) }
+        // Again until none is left: a process may be entering a namespace while we kill the others.
+        for _ in 0..<downKillRounds {
+            var killed = false
+            for ns in namespaces {
+                let pids = (try? run("ip", ["netns", "pids", ns]))?.split(separator: "\n").compactMap { Int32($0) } ?? []
+                for pid in pids { kill(pid, SIGKILL) }
+                killed = killed || !pids.isEmpty
+            }
+            if !killed { break }
+            Thread.sleep(forTimeInterval: downKillPause)
         }
         for ns in namespaces { _ = try? run("ip", ["netns", "del", ns]) }
         try? FileManager.default.removeItem(atPath: stateDirectory)

@@ -82,6 +82,9 @@ struct LabUp: AsyncParsableCommand {
 
     func run() async throws {
         try LabCommand.prerequisites("up")
+        // Interrupted half-way, the lab is removed; once up, it stays until `lab down`.
+        let signals = LabCommand.downOnSignal("up")
+        defer { signals.forEach { $0.cancel() } }
         do {
             let specs = try sites.map { text throws(LabError) in try LabSiteSpec(parsing: text) }
             let topology = try LabTopology(LabConfiguration(sites: specs, lossPercent: loss, udpTimeout: udpTimeout, delayMilliseconds: delay))
