@@ -6,6 +6,8 @@ import Testing
 /// without them; under CI (CI=true) their absence is a failure, as scripts/test installs them.
 @Suite("NAT lab: every preset behaves as named (root)", .serialized)
 struct LabVerifyTests {
+    /// Scheduling niceness of the lab's processes in this test.
+    static let niceness = 10
     /// The whole verify run may take this long before the test kills it, seconds.
     static let verifyTimeout: TimeInterval = 180
 
@@ -34,8 +36,15 @@ struct LabVerifyTests {
     /// Runs `peerway ARGS...` (interrupted after `verifyTimeout`): exit status and output.
     static func peerway(_ arguments: [String], timeout: TimeInterval = verifyTimeout) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.peerway)
-        process.arguments = arguments
+        // Niced: building a lab spawns a few hundred ip/nft processes in seconds, which must not
+        // starve timing-sensitive tests running beside this one (the STUN rate limit test).
+        if let nice = LabRunner.path(of: "nice") {
+            process.executableURL = URL(fileURLWithPath: nice)
+            process.arguments = ["-n", String(Self.niceness), Self.peerway] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.peerway)
+            process.arguments = arguments
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
