@@ -148,13 +148,18 @@ struct STUNPairServerTests {
         let (server, layout) = try await Self.startPair(rate: 1, burst: 5)
         let client = try await UDPTestSocket.bind()
         defer { Task { await client.close(); await server.stop() } }
+        let started = ContinuousClock.now
         for _ in 0..<20 { try await client.send(STUNMessage(type: .bindingRequest), to: layout.primary) }
+        let elapsed = ContinuousClock.now - started
         var answers = 0
         while await client.receive(timeout: .milliseconds(300)) != nil { answers += 1 }
-        #expect(answers == 5)
+        // The burst of 5, plus one token per second the sending took (a loaded CI machine can
+        // take over a second to send 20 datagrams).
+        let refilled = Int(elapsed.components.seconds) + 1
+        #expect(answers >= 5 && answers <= 5 + refilled, "answers \(answers), sending took \(elapsed)")
         let counters = await server.counters()
-        #expect(counters.rateLimited == 15)
-        #expect(counters.answered == 5)
+        #expect(counters.rateLimited == 20 - answers)
+        #expect(counters.answered == answers)
     }
 }
 
