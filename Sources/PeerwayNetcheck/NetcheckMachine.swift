@@ -252,10 +252,10 @@ public struct NetcheckMachine: Sendable {
 
 /// Transaction ids: from the system's secure generator, or from a seed for reproducible tests.
 struct TransactionIDSource: Sendable {
-    private var seeded: SplitMix64?
+    private var seeded: STUNSeededRandom?
 
     init(seed: UInt64?) {
-        self.seeded = seed.map(SplitMix64.init(state:))
+        self.seeded = seed.map(STUNSeededRandom.init(seed:))
     }
 
     mutating func next() -> STUNTransactionID {
@@ -266,15 +266,3 @@ struct TransactionIDSource: Sendable {
     }
 }
 
-/// A tiny deterministic generator (SplitMix64), only for seeded test runs.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
