@@ -1,0 +1,1 @@
+../../../Tests/PeerwaySTUNTests/RFC5769Vectors.swift
