@@ -23,6 +23,9 @@ public struct STUNEncodingOptions: Sendable {
 extension ByteBuffer {
     /// Writes `message` (RFC 8489 §5) followed by what `options` asks for; returns the bytes written.
     ///
+    /// Precondition: every attribute, and the whole attribute section, fits the 16-bit length
+    /// fields (65,535 bytes). A decoded message always does; a message built by hand must.
+    ///
     /// Attributes are written in order, each padded with zeros to a multiple of 4. A message built
     /// from a decoded one re-encodes to the same bytes, except for the padding content and any
     /// attributes the decoder ignored after MESSAGE-INTEGRITY.
@@ -55,11 +58,14 @@ extension ByteBuffer {
             writeAttributeHeader(.fingerprint, length: 4)
             writeInteger(crc ^ STUN.fingerprintXOR)
         }
-        setInteger(UInt16(writerIndex - start - STUN.headerSize), at: lengthIndex)
+        let bodyLength = writerIndex - start - STUN.headerSize
+        precondition(bodyLength <= Int(UInt16.max), "STUN message body of \(bodyLength) bytes exceeds the 16-bit length field (RFC 8489 §5)")
+        setInteger(UInt16(bodyLength), at: lengthIndex)
         return writerIndex - start
     }
 
     mutating func writeAttributeHeader(_ type: STUNAttributeType, length: Int) {
+        precondition(length <= Int(UInt16.max), "STUN attribute \(type) of \(length) bytes exceeds the 16-bit length field (RFC 8489 §14)")
         writeInteger(type.rawValue)
         writeInteger(UInt16(length))
     }
