@@ -1,6 +1,7 @@
 import ArgumentParser
 import CPeerwayLinux
 import Foundation
+import PeerwayLab
 import PeerwaySTUN
 
 /// `peerway bench stun`: Binding-request load over loopback against one or more STUN servers,
@@ -127,7 +128,7 @@ struct STUNBenchCommand: AsyncParsableCommand {
             ]
         } else {
             address = STUNAddress(ip: .v4(0x7F00_0001), port: Self.spawnedCoturnPort)
-            guard let path = which("turnserver") else {
+            guard let path = LabRunner.path(of: "turnserver") else {
                 throw ValidationError("coturn's turnserver is not installed (apt-get install coturn)")
             }
             process.executableURL = URL(fileURLWithPath: path)
@@ -138,7 +139,7 @@ struct STUNBenchCommand: AsyncParsableCommand {
             ]
         }
         if serverCPU >= 0 {
-            guard let taskset = which("taskset") else { throw ValidationError("taskset (util-linux) is needed for --server-cpu") }
+            guard let taskset = LabRunner.path(of: "taskset") else { throw ValidationError("taskset (util-linux) is needed for --server-cpu") }
             process.arguments = ["-c", "\(serverCPU)", process.executableURL!.path] + (process.arguments ?? [])
             process.executableURL = URL(fileURLWithPath: taskset)
         }
@@ -160,16 +161,6 @@ struct STUNBenchCommand: AsyncParsableCommand {
         }
         throw ValidationError("\(name) STUN server at \(address) did not answer within \(Self.spawnReadyTimeout) s")
     }
-}
-
-/// The full path of an executable on PATH (or the usual sbin folders), if any.
-func which(_ name: String) -> String? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-    for dir in path.split(separator: ":") + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
-        let candidate = "\(dir)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    return nil
 }
 
 /// Prints a line at once (unbuffered), so a bench cut short still shows its rounds.
