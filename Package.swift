@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "PeerwaySupernode", targets: ["PeerwaySupernode"]),
         .library(name: "PeerwaySTUN", targets: ["PeerwaySTUN"]),
         .library(name: "PeerwayNetcheck", targets: ["PeerwayNetcheck"]),
+        .library(name: "PeerwayCheckpoint", targets: ["PeerwayCheckpoint"]),
         .library(name: "PeerwayLab", targets: ["PeerwayLab"]),
         .executable(name: "peerway", targets: ["peerway"]),
     ],
@@ -44,10 +45,21 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // The control protocol: identities, wire codec, crypto, search and the pure CHECKPOINT
+        // state machines of both sides (no sockets, no clock).
+        .target(
+            name: "PeerwayCheckpoint",
+            dependencies: [
+                "PeerwaySTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .target(
             name: "PeerwaySupernode",
             dependencies: [
                 "PeerwaySTUN",
+                "PeerwayCheckpoint",
                 "CPeerwayLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -59,6 +71,7 @@ let package = Package(
             name: "Peerway",
             dependencies: [
                 "PeerwaySTUN",
+                "PeerwayCheckpoint",
                 "PeerwayNetcheck",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -76,6 +89,7 @@ let package = Package(
                 "PeerwaySupernode",
                 "PeerwaySTUN",
                 "PeerwayNetcheck",
+                "PeerwayCheckpoint",
                 "PeerwayLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -93,13 +107,21 @@ let package = Package(
             dependencies: ["PeerwayNetcheck", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
+            name: "PeerwayCheckpointTests",
+            dependencies: [
+                "PeerwayCheckpoint", "PeerwaySTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
             name: "PeerwaySupernodeTests",
-            dependencies: ["PeerwaySupernode", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["PeerwaySupernode", "PeerwaySTUN", "PeerwayCheckpoint", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "PeerwayIntegrationTests",
             dependencies: [
-                "Peerway", "PeerwaySupernode", "PeerwaySTUN", "PeerwayNetcheck",
+                "Peerway", "PeerwaySupernode", "PeerwaySTUN", "PeerwayNetcheck", "PeerwayCheckpoint",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

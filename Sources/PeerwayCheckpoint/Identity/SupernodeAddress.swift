@@ -1,0 +1,101 @@
+import Crypto
+import PeerwaySTUN
+
+/// Where a supernode's CHECKPOINT listens and which static key it holds:
+/// `peerway://<52 base32 characters of its X25519 public key>@host:port`.
+///
+/// The key in the address is what makes the control channel authenticated: a peer that dials
+/// this address completes the key exchange only with the holder of the matching private key.
+/// `host` may be an IPv4 address, `[IPv6]` or a DNS name (resolved at connect time).
+public struct SupernodeAddress: Hashable, Sendable, CustomStringConvertible {
+    /// URL scheme of supernode addresses.
+    public static let scheme = "peerway://"
+    /// The CHECKPOINT port used when an address names none.
+    public static let defaultPort: UInt16 = 7400
+
+    /// Raw X25519 public key (32 bytes).
+    public let publicKeyBytes: [UInt8]
+    /// Host name or IP (IPv6 without brackets).
+    public let host: String
+    public let port: UInt16
+
+    public init(publicKey: Curve25519.KeyAgreement.PublicKey, host: String, port: UInt16) {
+        self.publicKeyBytes = Array(publicKey.rawRepresentation)
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `peerway://KEY@HOST[:PORT]`; the error says which part is wrong.
+    public init(parsing text: String) throws(SupernodeAddressError) {
+        guard text.hasPrefix(Self.scheme) else { throw .missingScheme(text) }
+        let rest = text.dropFirst(Self.scheme.count)
+        guard let at = rest.firstIndex(of: "@") else { throw .missingKey(text) }
+        let keyText = rest[..<at]
+        guard let key = Base32.decode(keyText), key.count == 32,
+              (try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: key)) != nil else {
+            throw .badKey(text)
+        }
+        var hostPort = rest[rest.index(after: at)...]
+        if hostPort.hasSuffix("/") { hostPort = hostPort.dropLast() }
+        var host: Substring
+        var port = Self.defaultPort
+        if hostPort.hasPrefix("[") {
+            guard let close = hostPort.firstIndex(of: "]") else { throw .badHost(text) }
+            host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
+            let tail = hostPort[hostPort.index(after: close)...]
+            if tail.hasPrefix(":") {
+                guard let p = UInt16(tail.dropFirst()), p != 0 else { throw .badPort(text) }
+                port = p
+            } else if !tail.isEmpty { throw .badHost(text) }
+        } else if let colon = hostPort.lastIndex(of: ":") {
+            host = hostPort[..<colon]
+            guard let p = UInt16(hostPort[hostPort.index(after: colon)...]), p != 0 else { throw .badPort(text) }
+            port = p
+        } else {
+            host = hostPort
+        }
+        guard !host.isEmpty, !host.contains(where: { $0 == "/" || $0 == "@" || $0 == " " }) else { throw .badHost(text) }
+        self.publicKeyBytes = key
+        self.host = String(host)
+        self.port = port
+    }
+
+    /// The supernode's static public key.
+    public var publicKey: Curve25519.KeyAgreement.PublicKey {
+        try! Curve25519.KeyAgreement.PublicKey(rawRepresentation: publicKeyBytes)
+    }
+
+    /// The base32 key as printed in the address.
+    public var keyText: String { Base32.encode(publicKeyBytes) }
+
+    /// The endpoint when `host` is an IP literal; `nil` for a DNS name.
+    public var endpoint: STUNAddress? {
+        guard let ip = STUNAddress.parseIP(Substring(host)) else { return nil }
+        return STUNAddress(ip: ip, port: port)
+    }
+
+    public var description: String {
+        let h = host.contains(":") ? "[\(host)]" : host
+        return "\(Self.scheme)\(keyText)@\(h):\(port)"
+    }
+}
+
+/// Why a supernode address did not parse.
+public enum SupernodeAddressError: Error, Equatable, CustomStringConvertible {
+    case missingScheme(String)
+    case missingKey(String)
+    case badKey(String)
+    case badHost(String)
+    case badPort(String)
+
+    public var description: String {
+        let form = "expected peerway://<key>@host:port (the supernode prints its address when it starts)"
+        switch self {
+        case .missingScheme(let t): return "'\(t)' is not a supernode address: \(form)"
+        case .missingKey(let t): return "'\(t)' has no key before '@': \(form)"
+        case .badKey(let t): return "'\(t)': the key must be 52 base32 characters of an X25519 public key"
+        case .badHost(let t): return "'\(t)': the host is missing or malformed: \(form)"
+        case .badPort(let t): return "'\(t)': the port must be 1-65535"
+        }
+    }
+}
