@@ -15,10 +15,10 @@ struct STUNOptions: ParsableArguments {
     var alternate: String?
 
     @Option(name: .customLong("rate-limit"), help: "Requests per second answered per source IP (0: unlimited).")
-    var rateLimit: Int = STUNRateLimiter.defaultRatePerSecond
+    var rateLimit: Int = SourceRateLimiter.defaultRatePerSecond
 
     @Option(name: .customLong("rate-burst"), help: "Burst allowance per source IP.")
-    var rateBurst: Int = STUNRateLimiter.defaultBurst
+    var rateBurst: Int = SourceRateLimiter.defaultBurst
 
     @Option(name: .customLong("workers"), help: "Sockets per address, one per event loop (0: one per core).")
     var workers: Int = 0
@@ -90,10 +90,10 @@ struct SupernodeSTUNOptions: ParsableArguments {
     var alternate: String?
 
     @Option(name: .customLong("stun-rate-limit"), help: "STUN requests per second answered per source IP (0: unlimited).")
-    var rateLimit: Int = STUNRateLimiter.defaultRatePerSecond
+    var rateLimit: Int = SourceRateLimiter.defaultRatePerSecond
 
     @Option(name: .customLong("stun-rate-burst"), help: "STUN burst allowance per source IP.")
-    var rateBurst: Int = STUNRateLimiter.defaultBurst
+    var rateBurst: Int = SourceRateLimiter.defaultBurst
 
     @Option(name: .customLong("stun-workers"), help: "STUN sockets per address, one per event loop (0: one per core).")
     var workers: Int = 0

@@ -102,13 +102,13 @@ struct STUNResponderTests {
 }
 
 @Suite("STUN rate limiter")
-struct STUNRateLimiterTests {
+struct SourceRateLimiterTests {
     let ip = STUNAddress.IP.v4(0xCB00_7107)
     let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
 
     @Test("A burst is admitted, then one request per 1/rate seconds")
     func tokenBucket() {
-        var limiter = STUNRateLimiter(ratePerSecond: 10, burst: 3)
+        var limiter = SourceRateLimiter(ratePerSecond: 10, burst: 3)
         #expect((0..<5).map { _ in limiter.admit(ip, now: t0) } == [true, true, true, false, false])
         #expect(limiter.admit(ip, now: t0 + .milliseconds(50)) == false)
         #expect(limiter.admit(ip, now: t0 + .milliseconds(100)) == true)
@@ -119,14 +119,14 @@ struct STUNRateLimiterTests {
 
     @Test("Rate 0 disables limiting")
     func disabled() {
-        var limiter = STUNRateLimiter(ratePerSecond: 0, burst: 1)
+        var limiter = SourceRateLimiter(ratePerSecond: 0, burst: 1)
         #expect((0..<1000).allSatisfy { _ in limiter.admit(ip, now: t0) })
         #expect(limiter.trackedSources == 0)
     }
 
     @Test("Idle sources are swept once their bucket has refilled")
     func sweep() {
-        var limiter = STUNRateLimiter(ratePerSecond: 10, burst: 2)
+        var limiter = SourceRateLimiter(ratePerSecond: 10, burst: 2)
         _ = limiter.admit(ip, now: t0)
         _ = limiter.admit(.v4(2), now: t0 + .seconds(9))
         #expect(limiter.trackedSources == 2)

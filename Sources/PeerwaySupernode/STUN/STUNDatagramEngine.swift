@@ -119,12 +119,12 @@ final class STUNDatagramWorker: @unchecked Sendable {
     /// Socket per role index (0-3); -1 where the layout has no such role.
     private let fds: [Int32]
     private let responder: STUNResponder
-    private let limiter: NIOLockedValueBox<STUNRateLimiter>?
+    private let limiter: NIOLockedValueBox<SourceRateLimiter>?
     private let stopPipe: (read: Int32, write: Int32)
     private let published = NIOLockedValueBox(STUNServerCounters())
     private let finished = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
-    init(fds: [Int32], responder: STUNResponder, limiter: NIOLockedValueBox<STUNRateLimiter>?) throws {
+    init(fds: [Int32], responder: STUNResponder, limiter: NIOLockedValueBox<SourceRateLimiter>?) throws {
         self.fds = fds
         self.responder = responder
         self.limiter = limiter

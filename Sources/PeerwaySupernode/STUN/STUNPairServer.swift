@@ -28,7 +28,7 @@ public struct STUNPairConfiguration: Sendable {
 
     public init(
         layout: STUNPairLayout, software: String? = nil,
-        ratePerSecond: Int = STUNRateLimiter.defaultRatePerSecond, burst: Int = STUNRateLimiter.defaultBurst,
+        ratePerSecond: Int = SourceRateLimiter.defaultRatePerSecond, burst: Int = SourceRateLimiter.defaultBurst,
         workers: Int = 0
     ) {
         self.layout = layout
@@ -196,7 +196,7 @@ public final class STUNPairServer: Service, Sendable {
         }
         let responder = STUNResponder(layout: layout, software: configuration.software)
         let limiter = configuration.ratePerSecond > 0
-            ? NIOLockedValueBox(STUNRateLimiter(ratePerSecond: configuration.ratePerSecond, burst: configuration.burst))
+            ? NIOLockedValueBox(SourceRateLimiter(ratePerSecond: configuration.ratePerSecond, burst: configuration.burst))
             : nil
         let workers = try fdsPerWorker.map { try STUNDatagramWorker(fds: $0, responder: responder, limiter: limiter) }
         success = true

@@ -17,7 +17,7 @@ public enum STUNDropReason: String, Hashable, Sendable, CaseIterable, CustomStri
     case oversize
     /// A response or indication: nothing to answer (Binding indications are keepalives).
     case notARequest
-    /// Over the per-source rate limit (`STUNRateLimiter`).
+    /// Over the per-source rate limit (`SourceRateLimiter`).
     case rateLimited
 
     public var description: String { rawValue }

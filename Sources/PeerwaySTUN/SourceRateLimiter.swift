@@ -1,15 +1,15 @@
 import NIOCore
-import PeerwaySTUN
 
-/// A token bucket per source IP address: the STUN pair answers at most `ratePerSecond` requests per
-/// second from one IP, with bursts up to `burst`. Pure: the caller passes the time.
+/// A token bucket per source IP address: a UDP service (the STUN pair, CHECKPOINT's handshakes)
+/// answers at most `ratePerSecond` unauthenticated requests per second from one IP, with bursts
+/// up to `burst`. Pure: the caller passes the time.
 ///
 /// It bounds how much traffic anyone can reflect at one victim through a spoofed source address,
 /// and how much of the server one host can take. The table of sources is bounded by
 /// `maximumTrackedSources`; sources whose bucket has refilled are forgotten at each sweep. When the
 /// table is full of active sources (a spoofing flood), new sources are admitted untracked and
 /// counted (`untrackedAdmissions`): failing open keeps real clients served.
-public struct STUNRateLimiter: Sendable {
+public struct SourceRateLimiter: Sendable {
     /// Default sustained requests per second from one source IP. A client's full RFC 5780 netcheck
     /// sends about 20 requests; this allows 5 concurrent checks per second behind one NAT.
     public static let defaultRatePerSecond = 100

@@ -1,0 +1,70 @@
+import NIOCore
+
+/// How a checkpoint behaves: its key, its timers and its limits. Every default is a named
+/// constant documented where it is declared.
+public struct CheckpointConfiguration: Sendable {
+    /// The supernode's static key (its public half is in the supernode's address).
+    public var key: SupernodeKey
+    /// Keepalive interval offered in the welcome and used when a registration asks for none.
+    public var keepaliveSeconds: UInt16 = ControlLimits.defaultKeepaliveSeconds
+    /// Missed keepalive intervals before a peer is expired.
+    public var expiryMisses: UInt8 = ControlLimits.expiryMisses
+    /// Hellos per second one source IP may send (each costs a key exchange or a cookie).
+    public var helloRatePerSecond = CheckpointConfiguration.defaultHelloRatePerSecond
+    /// Hello burst per source IP.
+    public var helloBurst = CheckpointConfiguration.defaultHelloBurst
+    /// Requests per second one session may send.
+    public var requestRatePerSecond = CheckpointConfiguration.defaultRequestRatePerSecond
+    /// Request burst per session.
+    public var requestBurst = CheckpointConfiguration.defaultRequestBurst
+    /// Most sessions (registered or not) held at once; hellos beyond it are dropped.
+    public var maximumSessions = CheckpointConfiguration.defaultMaximumSessions
+
+    /// Default `helloRatePerSecond`: a NAT with many peers behind it re-handshakes them all after
+    /// a supernode restart.
+    public static let defaultHelloRatePerSecond = 50
+    /// Default `helloBurst`.
+    public static let defaultHelloBurst = 200
+    /// Default `requestRatePerSecond` per session.
+    public static let defaultRequestRatePerSecond = 200
+    /// Default `requestBurst` per session.
+    public static let defaultRequestBurst = 400
+    /// Default `maximumSessions`.
+    public static let defaultMaximumSessions = 4_000_000
+
+    /// First retransmission of a push after this many milliseconds; the gap doubles each time
+    /// up to `pushRetransmitCapMillis`.
+    public static let pushRetransmitMillis: UInt64 = 500
+    /// Longest gap between two sends of one push.
+    public static let pushRetransmitCapMillis: UInt64 = 4_000
+    /// A push not acknowledged within this many milliseconds is given up; for a message, that
+    /// is its `timedOut` outcome.
+    public static let pushLifetimeMillis: UInt64 = 10_000
+    /// Messages one sender may have in flight at once.
+    public static let maximumMessagesInFlightPerSender = 256
+    /// Milliseconds the outcome of a finished message is remembered to answer retransmissions.
+    public static let messageOutcomeMemoryMillis: UInt64 = 30_000
+    /// Milliseconds a connection request waits for the callee's answer.
+    public static let connectAnswerTimeoutMillis: UInt64 = 60_000
+    /// Milliseconds an answered negotiation is remembered to answer retransmitted answers.
+    public static let connectMemoryMillis: UInt64 = 30_000
+    /// Open connection requests one peer may have.
+    public static let maximumOpenConnectRequests = 64
+
+    public init(key: SupernodeKey) { self.key = key }
+}
+
+/// What a checkpoint has done, for the operator and the benchmark.
+public struct CheckpointCounters: Equatable, Sendable {
+    /// Datagrams received and sent.
+    public var received = 0, sent = 0
+    /// Bytes of datagrams that were not authenticated (hellos, garbage) and of their answers:
+    /// their ratio is the amplification factor, at most 1 by construction.
+    public var unauthenticatedBytesIn = 0, unauthenticatedBytesOut = 0
+    public var cookiesSent = 0, handshakes = 0, registrations = 0, unregistrations = 0, expirations = 0
+    public var keepalives = 0, requests = 0, messagesDelivered = 0, messagesFailed = 0, pushesGivenUp = 0
+    /// Dropped: malformed, failed authentication, replayed, unknown session, rate limited.
+    public var malformed = 0, authenticationFailures = 0, replays = 0, unknownSessions = 0, rateLimited = 0
+
+    public init() {}
+}

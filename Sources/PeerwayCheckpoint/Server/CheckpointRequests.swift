@@ -1,0 +1,177 @@
+import Crypto
+import NIOCore
+
+/// The checkpoint's answers to requests (presence, lookup, metadata, search, watch).
+extension CheckpointMachine {
+    mutating func handleRequest(_ frame: ControlFrame, id: UInt32, session sid: UInt64, ms: UInt64,
+                                into out: inout [CheckpointAction]) {
+        if case .register(let request) = frame {
+            register(request, id: id, session: sid, ms: ms, into: &out)
+            return
+        }
+        guard let peer = sessions[sid]?.peer else {
+            respond(.error(ControlFailure(.notRegistered, "register first")), id: id, session: sid, into: &out)
+            return
+        }
+        switch frame {
+        case .keepalive:
+            counters.keepalives += 1
+            respond(.keepaliveAck(observed: sessions[sid]!.endpoint), id: id, session: sid, into: &out)
+        case .unregister:
+            respond(.ok, id: id, session: sid, into: &out)
+            endSession(sid, change: .offline, ms: ms, into: &out)
+        case .lookup(let target):
+            respond(.lookupResult(lookupResult(target)), id: id, session: sid, into: &out)
+        case .publish(let update):
+            publish(update, peer: peer, id: id, session: sid, ms: ms, into: &out)
+        case .search(let request):
+            respond(search(request), id: id, session: sid, into: &out)
+        case .watch(let targets):
+            watch(targets, by: peer, id: id, session: sid, into: &out)
+        case .unwatch(let targets):
+            for t in targets {
+                watching[peer]?.remove(t)
+                watchersOf[t]?.remove(peer)
+                if watchersOf[t]?.isEmpty == true { watchersOf[t] = nil }
+            }
+            if watching[peer]?.isEmpty == true { watching[peer] = nil }
+            respond(.ok, id: id, session: sid, into: &out)
+        case .sendMessage(let message):
+            sendMessage(message, from: peer, id: id, session: sid, ms: ms, into: &out)
+        case .connect(let request):
+            connect(request, from: peer, id: id, session: sid, ms: ms, into: &out)
+        case .answerConnect(let decision):
+            answerConnect(decision, by: peer, id: id, session: sid, ms: ms, into: &out)
+        default:
+            respond(.error(ControlFailure(.badRequest, "frame \(frame) is not a request")), id: id, session: sid, into: &out)
+        }
+    }
+
+    private mutating func register(_ request: RegisterRequest, id: UInt32, session sid: UInt64, ms: UInt64,
+                                   into out: inout [CheckpointAction]) {
+        guard var session = sessions[sid] else { return }
+        guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: request.publicKey),
+              key.isValidSignature(request.signature, for: request.signedBytes(transcript: session.transcript.bytes))
+        else {
+            respond(.error(ControlFailure(.badSignature, "the registration's signature does not verify with its public key for this session")),
+                    id: id, session: sid, into: &out)
+            return
+        }
+        let peer = PeerID(publicKey: key)
+        if let registered = session.peer, registered != peer {
+            respond(.error(ControlFailure(.badRequest, "this session is registered as \(registered); open a new session for another identity")),
+                    id: id, session: sid, into: &out)
+            return
+        }
+        var keepalive = request.keepaliveSeconds == 0 ? configuration.keepaliveSeconds : request.keepaliveSeconds
+        keepalive = min(max(keepalive, ControlLimits.keepaliveSecondsRange.lowerBound), ControlLimits.keepaliveSecondsRange.upperBound)
+        // A newer session for the same PeerID (the peer restarted or moved) supersedes the old one.
+        if let old = sessionByPeer[peer], old != sid, sessions[old] != nil {
+            sessions[old]!.superseded = true
+            var o = sessions[old]!
+            file(&o)
+            sessions[old] = o
+            let stranded = pushes.keys.filter { $0.session == old }
+            for k in stranded {
+                if let flight = pushes.removeValue(forKey: k)?.flight { finish(flight, outcome: .offline, ms: ms, into: &out) }
+            }
+        }
+        session.peer = peer
+        session.keepaliveSeconds = keepalive
+        session.lastHeardMillis = ms
+        file(&session)
+        sessions[sid] = session
+        sessionByPeer[peer] = sid
+        let before = directory.entry(for: peer)
+        directory.upsert(DirectoryEntry(peer: peer, observed: session.endpoint, candidates: request.candidates,
+                                        metadata: request.metadata))
+        counters.registrations += 1
+        respond(.registered(Registered(peer: peer, observed: session.endpoint, keepaliveSeconds: keepalive,
+                                       expiryMisses: configuration.expiryMisses)), id: id, session: sid, into: &out)
+        if before == nil {
+            notifyWatchers(of: peer, StatusEvent(peer: peer, change: .online, metadata: request.metadata), ms: ms, into: &out)
+        } else if before?.metadata != request.metadata {
+            notifyWatchers(of: peer, StatusEvent(peer: peer, change: .metadataChanged, metadata: request.metadata), ms: ms, into: &out)
+        }
+    }
+
+    private func lookupResult(_ target: PeerID) -> LookupResult {
+        guard let e = directory.entry(for: target) else {
+            return LookupResult(peer: target, online: false, observed: nil, candidates: [], metadata: PeerMetadata())
+        }
+        return LookupResult(peer: target, online: true, observed: e.observed, candidates: e.candidates, metadata: e.metadata)
+    }
+
+    private mutating func publish(_ update: MetadataUpdate, peer: PeerID, id: UInt32, session sid: UInt64, ms: UInt64,
+                                  into out: inout [CheckpointAction]) {
+        guard var entry = directory.entry(for: peer) else { return }
+        var metadata = update.replace ? PeerMetadata() : entry.metadata
+        var changes: [String: String?] = [:]
+        for c in update.changes { changes[c.key] = .some(c.value) }
+        do { try metadata.apply(changes) } catch {
+            respond(.error(ControlFailure(.tooLarge, error.description)), id: id, session: sid, into: &out)
+            return
+        }
+        let changed = metadata != entry.metadata
+        entry.metadata = metadata
+        directory.upsert(entry)
+        respond(.ok, id: id, session: sid, into: &out)
+        if changed {
+            notifyWatchers(of: peer, StatusEvent(peer: peer, change: .metadataChanged, metadata: metadata), ms: ms, into: &out)
+        }
+    }
+
+    /// Bytes a search result frame takes before its hits: kind, id, count, next (present + 16).
+    static var searchFrameOverhead: Int { 1 + 4 + 1 + 1 + PeerID.byteCount }
+
+    /// Bytes one hit takes: the PeerID and the metadata (count, then length-prefixed pairs).
+    static func hitBytes(_ metadata: PeerMetadata) -> Int {
+        PeerID.byteCount + 1 + metadata.entries.reduce(0) { $0 + 2 + $1.key.utf8.count + $1.value.utf8.count }
+    }
+
+    private func search(_ request: SearchRequest) -> ControlFrame {
+        let query: CheckpointQuery
+        do { query = try CheckpointQuery(parsing: request.query) } catch {
+            return .error(ControlFailure(.badQuery, "\(error)"))
+        }
+        let limit = min(Int(request.limit), ControlLimits.maximumSearchPage)
+        guard limit > 0 else { return .searchResult(SearchResult(hits: [], next: nil)) }
+        let found = directory.search(query, after: request.after, limit: limit)
+        var hits: [SearchHit] = []
+        var budget = ControlLimits.maximumFrameBytes - Self.searchFrameOverhead
+        var cut = false
+        for e in found.entries {
+            let size = Self.hitBytes(e.metadata)
+            if size > budget { cut = true; break }
+            budget -= size
+            hits.append(SearchHit(peer: e.peer, metadata: e.metadata))
+        }
+        let next = (cut || found.more) ? hits.last?.peer : nil
+        return .searchResult(SearchResult(hits: hits, next: next))
+    }
+
+    private mutating func watch(_ targets: [PeerID], by peer: PeerID, id: UInt32, session sid: UInt64,
+                                into out: inout [CheckpointAction]) {
+        let already = watching[peer] ?? []
+        let adding = Set(targets).subtracting(already)
+        guard already.count + adding.count <= ControlLimits.maximumWatchedPeers else {
+            respond(.error(ControlFailure(.limitReached, "a peer may watch at most \(ControlLimits.maximumWatchedPeers) peers")),
+                    id: id, session: sid, into: &out)
+            return
+        }
+        for t in adding {
+            watching[peer, default: []].insert(t)
+            watchersOf[t, default: []].insert(peer)
+        }
+        let statuses = targets.map { PeerStatus(peer: $0, online: sessionByPeer[$0] != nil) }
+        respond(.watchResult(statuses), id: id, session: sid, into: &out)
+    }
+}
+
+extension ControlKey {
+    /// The 32 bytes, big-endian words.
+    var bytes: [UInt8] {
+        var be = (w0.bigEndian, w1.bigEndian, w2.bigEndian, w3.bigEndian)
+        return withUnsafeBytes(of: &be) { Array($0) }
+    }
+}
