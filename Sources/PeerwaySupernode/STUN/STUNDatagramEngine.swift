@@ -38,7 +38,10 @@ enum STUNEngineLimits {
 /// Opening and binding the engine's UDP sockets.
 enum STUNSocket {
     /// Opens a non-blocking UDP socket bound to `address` with SO_REUSEPORT; returns it and its port.
-    static func bind(_ address: STUNAddress) throws -> (fd: Int32, port: UInt16) {
+    /// `reusePort` lets several worker sockets share the address (the STUN pair's workers); a
+    /// single-socket service passes false so that a second server on the same port fails to bind.
+    static func bind(_ address: STUNAddress, bufferBytes: Int32 = STUNEngineLimits.socketBufferBytes,
+                     reusePort: Bool = true) throws -> (fd: Int32, port: UInt16) {
         let family = address.family == .ipv4 ? AF_INET : AF_INET6
         #if canImport(Glibc)
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue), 0)
@@ -47,10 +50,13 @@ enum STUNSocket {
         #endif
         guard fd >= 0 else { throw STUNPairServerError.bindFailed(address, underlying: POSIXErrorCode(rawValue: errno).map { POSIXError($0) } ?? POSIXError(.EIO)) }
         var one: Int32 = 1
-        var size = STUNEngineLimits.socketBufferBytes
+        var size = bufferBytes
         let intSize = socklen_t(MemoryLayout<Int32>.size)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, intSize)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, intSize)
+        if reusePort {
+            // For UDP on Linux both let several sockets share one address.
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, intSize)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, intSize)
+        }
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, intSize)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, intSize)
         if family == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, intSize) }

@@ -1,0 +1,277 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CPeerwayLinux
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import PeerwayCheckpoint
+import PeerwaySTUN
+import ServiceLifecycle
+
+/*
+ The CHECKPOINT service: one UDP socket and one thread that owns the pure `CheckpointMachine`.
+
+     poll(socket, stop pipe; timeout = time to the next tick)
+       -> recvmmsg up to `batch` datagrams
+       -> machine.receive(each) -> actions (sealed answers, pushes)
+       -> actions copied into send slots, sendmmsg per batch
+       -> machine.tick every `CheckpointMachine.tickMillis` (expiry, push retransmission)
+
+ The machine is touched by this thread only, so it needs no lock; counters and sizes are
+ published to a lock-protected snapshot after every pass for `statistics()`.
+*/
+
+/// Configuration of the CHECKPOINT service.
+public struct CheckpointServerConfiguration: Sendable {
+    /// Address to bind; port 0 picks a free port (tests).
+    public var listen: STUNAddress
+    /// The address peers are told to dial when it differs from `listen` (a wildcard bind, NAT).
+    public var advertisedHost: String?
+    public var checkpoint: CheckpointConfiguration
+
+    public init(listen: STUNAddress, advertisedHost: String? = nil, checkpoint: CheckpointConfiguration) {
+        self.listen = listen
+        self.advertisedHost = advertisedHost
+        self.checkpoint = checkpoint
+    }
+}
+
+/// Limits of the checkpoint's datagram loop.
+enum CheckpointEngineLimits {
+    /// Datagrams moved per recvmmsg/sendmmsg call.
+    static let batch = 64
+    /// Receive batches handled before the loop checks its timers again.
+    static let batchesPerPass = 16
+    /// Kernel receive and send buffer of the socket.
+    static let socketBufferBytes: Int32 = 8 << 20
+    /// Bytes per receive slot: the largest control datagram plus one, so oversize is detected.
+    static let receiveSlotSize = ControlLimits.maximumDatagramBytes + 1
+    /// Bytes per send slot.
+    static let sendSlotSize = ControlLimits.maximumDatagramBytes
+}
+
+/// What a running checkpoint reports.
+public struct CheckpointStatistics: Sendable, Equatable {
+    public var counters = CheckpointCounters()
+    public var sessions = 0
+    public var registered = 0
+    public var pendingPushes = 0
+    /// Datagrams the kernel refused to send.
+    public var sendFailures = 0
+    /// Datagrams over the size limit, dropped.
+    public var oversize = 0
+}
+
+/// The CHECKPOINT service (a ServiceLifecycle `Service`): presence, lookup, search, messages,
+/// watches and connection negotiation for registered peers, over UDP.
+public final class CheckpointServer: Service, Sendable {
+    public let configuration: CheckpointServerConfiguration
+    private let logger: Logger
+    private let state = NIOLockedValueBox<State>(State())
+
+    private struct State {
+        var worker: CheckpointWorker?
+        var bound: STUNAddress?
+    }
+
+    public init(configuration: CheckpointServerConfiguration, logger: Logger = Logger(label: "peerway.checkpoint")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The bound address, once started.
+    public var boundAddress: STUNAddress? { state.withLockedValue { $0.bound } }
+
+    /// The address peers dial (`peerway://key@host:port`), once started.
+    public var address: SupernodeAddress? {
+        guard let bound = boundAddress else { return nil }
+        return SupernodeAddress(publicKey: configuration.checkpoint.key.publicKey,
+                                host: configuration.advertisedHost ?? bound.ipString, port: bound.port)
+    }
+
+    /// Binds the socket and starts the thread; returns the address peers dial.
+    @discardableResult
+    public func start() throws -> SupernodeAddress {
+        let (fd, port) = try STUNSocket.bind(configuration.listen, bufferBytes: CheckpointEngineLimits.socketBufferBytes,
+                                                   reusePort: false)
+        let worker = try CheckpointWorker(fd: fd, configuration: configuration.checkpoint)
+        worker.start()
+        state.withLockedValue {
+            $0.worker = worker
+            $0.bound = configuration.listen.with(port: port)
+        }
+        let address = self.address!
+        logger.info("CHECKPOINT listening", metadata: ["address": "\(address)"])
+        return address
+    }
+
+    /// Stops the thread and closes the socket. Registered peers notice at their next keepalive.
+    public func stop() async {
+        let worker = state.withLockedValue { s -> CheckpointWorker? in
+            defer { s.worker = nil }
+            return s.worker
+        }
+        await worker?.stop()
+    }
+
+    /// `Service`: runs until graceful shutdown, then stops.
+    public func run() async throws {
+        if boundAddress == nil { try start() }
+        try? await gracefulShutdown()
+        await stop()
+    }
+
+    /// The latest published figures.
+    public func statistics() -> CheckpointStatistics {
+        state.withLockedValue { $0.worker }?.statistics ?? CheckpointStatistics()
+    }
+}
+
+/// The checkpoint's thread: its socket, its machine, its buffers.
+final class CheckpointWorker: @unchecked Sendable {
+    private let fd: Int32
+    private let stopPipe: (read: Int32, write: Int32)
+    private var machine: CheckpointMachine<InMemoryLiveDirectory>
+    private let published = NIOLockedValueBox(CheckpointStatistics())
+    private let finished = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    init(fd: Int32, configuration: CheckpointConfiguration) throws {
+        self.fd = fd
+        var p: [Int32] = [0, 0]
+        guard pipe(&p) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        stopPipe = (p[0], p[1])
+        machine = CheckpointMachine(configuration: configuration, directory: InMemoryLiveDirectory(), now: .now())
+    }
+
+    var statistics: CheckpointStatistics { published.withLockedValue { $0 } }
+
+    func start() {
+        let thread = Thread { [self] in
+            self.loop()
+            let waiters = self.finished.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+                s.done = true
+                defer { s.waiters = [] }
+                return s.waiters
+            }
+            for w in waiters { w.resume() }
+        }
+        thread.name = "peerway-checkpoint"
+        thread.start()
+    }
+
+    func stop() async {
+        var byte: UInt8 = 1
+        #if canImport(Glibc)
+        _ = Glibc.write(stopPipe.write, &byte, 1)
+        #else
+        _ = Darwin.write(stopPipe.write, &byte, 1)
+        #endif
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let done = finished.withLockedValue { s -> Bool in
+                if !s.done { s.waiters.append(c) }
+                return s.done
+            }
+            if done { c.resume() }
+        }
+        close(fd)
+        close(stopPipe.read)
+        close(stopPipe.write)
+    }
+
+    private func loop() {
+        let batch = CheckpointEngineLimits.batch
+        let recvSlot = CheckpointEngineLimits.receiveSlotSize
+        let sendSlot = CheckpointEngineLimits.sendSlotSize
+        let addressSlot = Int(CPEERWAY_ADDRESS_SLOT)
+        let recvBuffer = UnsafeMutableRawPointer.allocate(byteCount: batch * recvSlot, alignment: 16)
+        let recvAddresses = UnsafeMutableRawPointer.allocate(byteCount: batch * addressSlot, alignment: 16)
+        let sendBuffers = UnsafeMutableRawPointer.allocate(byteCount: batch * sendSlot, alignment: 16)
+        let sendAddresses = UnsafeMutableRawPointer.allocate(byteCount: batch * addressSlot, alignment: 16)
+        defer {
+            recvBuffer.deallocate()
+            recvAddresses.deallocate()
+            sendBuffers.deallocate()
+            sendAddresses.deallocate()
+        }
+        var recvLengths = [UInt32](repeating: 0, count: batch)
+        var truncated = [UInt8](repeating: 0, count: batch)
+        var sendLengths = [UInt32](repeating: 0, count: batch)
+        var pending = 0
+        var sendFailures = 0, oversize = 0
+        var actions: [CheckpointAction] = []
+        actions.reserveCapacity(batch * 2)
+        var datagram = ByteBuffer()
+        datagram.reserveCapacity(recvSlot)
+        var polls = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
+        let tick = CheckpointMachine<InMemoryLiveDirectory>.tickMillis
+        var nextTick = NIODeadline.now() + .milliseconds(Int64(tick))
+
+        func flush() {
+            guard pending > 0 else { return }
+            let sent = sendLengths.withUnsafeBufferPointer { lengths in
+                cpeerway_send_to_batch(fd, sendBuffers, sendSlot, lengths.baseAddress, sendAddresses, UInt32(pending))
+            }
+            if sent < pending { sendFailures += pending - max(0, Int(sent)) }
+            pending = 0
+        }
+        func emit() {
+            for case .send(let bytes, let to) in actions {
+                guard bytes.readableBytes <= sendSlot else { sendFailures += 1; continue }
+                let slot = sendBuffers + pending * sendSlot
+                bytes.withUnsafeReadableBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                sendLengths[pending] = UInt32(bytes.readableBytes)
+                STUNSocket.write(to, into: sendAddresses + pending * addressSlot)
+                pending += 1
+                if pending == batch { flush() }
+            }
+            actions.removeAll(keepingCapacity: true)
+        }
+
+        while true {
+            let wait = max(0, Int32((nextTick.uptimeNanoseconds &- NIODeadline.now().uptimeNanoseconds) / 1_000_000))
+            let ready = poll(&polls, nfds_t(polls.count), nextTick <= .now() ? 0 : wait)
+            if ready < 0, errno != EINTR { break }
+            if polls[1].revents != 0 { break }
+            if ready > 0, polls[0].revents != 0 {
+                for _ in 0..<CheckpointEngineLimits.batchesPerPass {
+                    let got = Int(recvLengths.withUnsafeMutableBufferPointer { lengths in
+                        truncated.withUnsafeMutableBufferPointer { trunc in
+                            cpeerway_receive_from_batch(fd, recvBuffer, recvSlot, UInt32(batch), lengths.baseAddress,
+                                                        recvAddresses, trunc.baseAddress)
+                        }
+                    })
+                    guard got > 0 else { break }
+                    let now = NIODeadline.now()
+                    for i in 0..<got {
+                        guard let source = STUNSocket.read(recvAddresses + i * addressSlot) else { continue }
+                        if truncated[i] != 0 || Int(recvLengths[i]) > ControlLimits.maximumDatagramBytes {
+                            oversize += 1
+                            continue
+                        }
+                        datagram.clear()
+                        datagram.writeBytes(UnsafeRawBufferPointer(start: recvBuffer + i * recvSlot, count: Int(recvLengths[i])))
+                        machine.receive(datagram, from: source, now: now, into: &actions)
+                        emit()
+                    }
+                    flush()
+                    if got < batch { break }
+                }
+            }
+            let now = NIODeadline.now()
+            if now >= nextTick {
+                machine.tick(now: now, into: &actions)
+                emit()
+                flush()
+                nextTick = now + .milliseconds(Int64(tick))
+            }
+            let snapshot = CheckpointStatistics(
+                counters: machine.counters, sessions: machine.sessionCount, registered: machine.registeredCount,
+                pendingPushes: machine.pendingPushes, sendFailures: sendFailures, oversize: oversize)
+            published.withLockedValue { $0 = snapshot }
+        }
+    }
+}
