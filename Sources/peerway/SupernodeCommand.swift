@@ -1,17 +1,38 @@
 import ArgumentParser
 import Foundation
 import Logging
+import PeerwayCheckpoint
+import PeerwaySTUN
+import NIOCore
+import NIOPosix
 import PeerwaySupernode
+import ServiceLifecycle
 
-/// `peerway supernode`: every service of a supernode in one process (today: the STUN pair).
+/// `peerway supernode`: every service of a supernode in one process (CHECKPOINT and the STUN pair).
 struct SupernodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "supernode",
-        abstract: "Run a supernode: the STUN pair now; CHECKPOINT, HANDSHAKE, RELAY and INDEX as they land.",
-        discussion: "On loopback it needs no options: STUN on 127.0.0.1:3478 with its pair on 127.0.0.2:3479."
+        abstract: "Run a supernode: CHECKPOINT and the STUN pair (HANDSHAKE, RELAY and INDEX as they land).",
+        discussion: """
+        On loopback it needs no options: CHECKPOINT on 127.0.0.1:7400, STUN on 127.0.0.1:3478 with its \
+        pair on 127.0.0.2:3479. It prints its address (peerway://KEY@HOST:PORT) and writes it to DATA_DIR/address; \
+        its key lives in DATA_DIR/supernode.key (created on first start, mode 0600).
+        """
     )
 
+    @Option(name: .long, help: "CHECKPOINT address (IP:PORT; port 0 picks a free one).")
+    var listen: String = "127.0.0.1:7400"
+
+    @Option(name: .long, help: "Host peers dial, when it differs from --listen (a wildcard bind, a NAT in front).")
+    var advertise: String?
+
+    @Option(name: .long, help: "Keepalive interval offered to peers, in seconds.")
+    var keepalive: UInt16 = ControlLimits.defaultKeepaliveSeconds
+
     @OptionGroup(title: "STUN pair") var stun: SupernodeSTUNOptions
+
+    @Flag(name: .customLong("no-stun"), help: "Run CHECKPOINT without the STUN pair.")
+    var noSTUN = false
 
     @Option(name: .customLong("data-dir"), help: "Directory for the supernode's state (default ~/.peerway/supernode).")
     var dataDirectory: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".peerway/supernode").path
@@ -20,13 +41,51 @@ struct SupernodeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger(label: "peerway.supernode", verbose: verbose)
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        let stunServer = STUNPairServer(configuration: try stun.configuration(), logger: logger)
-        let layout = try await stunServer.start()
-        print("supernode: STUN pair on \(layout)")
-        if !layout.supportsChangeRequest {
-            print("supernode: no alternate address: NAT mapping/filtering tests are unavailable (give --alternate IP:PORT)")
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let key = try SupernodeKey.loadOrCreate(at: dataDirectory + "/supernode.key")
+        guard let listenAddress = STUNAddress(parsing: listen) else {
+            throw ValidationError("--listen \(listen): expected IP:PORT, e.g. 0.0.0.0:7400 or [::]:7400")
         }
-        try await runUntilSignalled([stunServer], logger: logger)
+        var checkpointConfiguration = CheckpointConfiguration(key: key)
+        guard ControlLimits.keepaliveSecondsRange.contains(keepalive) else {
+            throw ValidationError("--keepalive must be within \(ControlLimits.keepaliveSecondsRange) seconds")
+        }
+        checkpointConfiguration.keepaliveSeconds = keepalive
+        let checkpoint = CheckpointServer(
+            configuration: CheckpointServerConfiguration(listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
+                                                         checkpoint: checkpointConfiguration),
+            logger: logger)
+        let address = try checkpoint.start()
+        try (address.description + "\n").write(toFile: dataDirectory + "/address", atomically: true, encoding: .utf8)
+        say("supernode: \(address)")
+        var services: [any Service] = [checkpoint]
+        if !noSTUN {
+            let stunServer = STUNPairServer(configuration: try stun.configuration(), logger: logger)
+            let layout = try await stunServer.start()
+            say("supernode: STUN pair on \(layout)")
+            if !layout.supportsChangeRequest {
+                say("supernode: no alternate address: NAT mapping/filtering tests are unavailable (give --stun-alternate IP:PORT)")
+            }
+            services.append(stunServer)
+        }
+        try await runUntilSignalled(services, logger: logger)
+    }
+
+    /// For a wildcard bind, the first non-loopback address of this host of the same family.
+    static func advertisedHost(for listen: STUNAddress) -> String? {
+        let wildcard: Bool
+        switch listen.ip {
+        case .v4(let a): wildcard = a == 0
+        case .v6(let hi, let lo): wildcard = hi == 0 && lo == 0
+        }
+        guard wildcard else { return nil }
+        let candidates = (try? System.enumerateInterfaces()) ?? []
+        for i in candidates {
+            guard let a = STUNAddress(i.address), !a.isLoopback, a.family == listen.family else { continue }
+            if case .v6(let hi, _) = a.ip, hi >> 54 == 0x3FA { continue } // fe80::/10: link-local
+            return a.ipString
+        }
+        return nil
     }
 }

@@ -232,8 +232,8 @@ final class CheckpointWorker: @unchecked Sendable {
         }
 
         while true {
-            let wait = max(0, Int32((nextTick.uptimeNanoseconds &- NIODeadline.now().uptimeNanoseconds) / 1_000_000))
-            let ready = poll(&polls, nfds_t(polls.count), nextTick <= .now() ? 0 : wait)
+            let remaining = (nextTick - NIODeadline.now()).nanoseconds / 1_000_000
+            let ready = poll(&polls, nfds_t(polls.count), Int32(clamping: max(0, remaining)))
             if ready < 0, errno != EINTR { break }
             if polls[1].revents != 0 { break }
             if ready > 0, polls[0].revents != 0 {
