@@ -1,0 +1,265 @@
+extension MetadataIndex {
+    /// Peers matching `query` in ascending PeerID order, strictly after `after` when given, at
+    /// most `limit` (a negative limit counts as 0; the index does not clamp to
+    /// `ControlLimits.maximumSearchPage`, the protocol layer does); `more` is true when further
+    /// matches exist after the last returned one (with `limit` 0: after `after`).
+    ///
+    /// How: every query has a positive term (see `CheckpointQuery`), so the index estimates from
+    /// its postings how many candidates the query has (a term: its posting sizes, a range summed
+    /// over its distinct values; AND: its smallest positive operand; OR: the sum) and how many
+    /// matches (AND: operands' selectivities multiplied). Then either
+    /// - *enumeration*: walk the candidates (AND: only its most selective operand's, each checked
+    ///   against the peer's stored metadata; OR: each operand's, skipping peers an earlier operand
+    ///   matched, so none twice) and keep the `limit + 1` smallest PeerIDs after `after` in a
+    ///   bounded max-heap: O(candidates · log limit), no sort of all matches; or
+    /// - *ordered scan*, when matches are so many that the next `limit + 1` of them are expected
+    ///   within fewer peers than there are candidates (`app=chat`, `*`): walk the peers in PeerID
+    ///   order from `after`, checking each, for at most as many peers as there are candidates;
+    ///   if that budget runs out, enumeration finishes from the last peer looked at. So a search
+    ///   never costs much more than twice its enumeration.
+    public func search(_ query: CheckpointQuery, after: PeerID?, limit: Int) -> (peers: [PeerID], more: Bool) {
+        let root = query.root
+        let limit = max(limit, 0)
+        guard count > 0 else { return ([], false) }
+        // One more than is returned, so that `more` is known.
+        let need = min(limit, count) + 1
+        var found: [PeerID] = []
+        var resume = after
+
+        let estimate = root.isAnchored ? self.estimate(root, cap: count) : nil
+        if let estimate, estimate.candidates == 0 { return ([], false) }
+        let expectedScan = Double(need) * Double(count) / max(estimate?.matches ?? 1, 1)
+        if estimate == nil || expectedScan <= Double(estimate!.candidates) {
+            var budget = estimate?.candidates ?? Int.max
+            let start = after.map { cursor in order.firstPosition { $0.id > cursor } }
+                ?? order.firstPosition { _ in true }
+            var exhausted = true
+            order.forEach(from: start) { peer in
+                if budget == 0 { exhausted = false; return false }
+                budget -= 1
+                resume = peer.id
+                if root.matches(metadataBySlot[Int(peer.slot)]) {
+                    found.append(peer.id)
+                    if found.count == need { exhausted = false; return false }
+                }
+                return true
+            }
+            if exhausted || found.count == need { return finish(found, limit: limit) }
+        }
+
+        var heap = PeerHeap(capacity: need - found.count)
+        let exact = root.isExact
+        forEachCandidate(root) { slot in
+            let id = ids[Int(slot)]
+            if let resume, id <= resume { return }
+            guard heap.admits(id) else { return }
+            if exact || root.matches(metadataBySlot[Int(slot)]) { heap.insert(id) }
+        }
+        found += heap.sorted()
+        return finish(found, limit: limit)
+    }
+
+    private func finish(_ found: [PeerID], limit: Int) -> (peers: [PeerID], more: Bool) {
+        (Array(found.prefix(limit)), found.count > limit)
+    }
+
+    // MARK: - Planning
+
+    /// Candidates a node's enumeration yields (an upper bound on its matches, exact for a single
+    /// term) and the matches expected. Range sums stop once above `cap`: a larger figure only
+    /// tells the planner not to use that operand.
+    struct Estimate {
+        var candidates: Int
+        var matches: Double
+    }
+
+    /// Only for anchored nodes (`QueryNode.isAnchored`).
+    func estimate(_ node: QueryNode, cap: Int) -> Estimate {
+        switch node {
+        case .all:
+            return Estimate(candidates: count, matches: Double(count))
+        case .term(let key, let test):
+            guard let entry = keys[key] else { return Estimate(candidates: 0, matches: 0) }
+            let n: Int
+            switch test {
+            case .present:
+                n = entry.present.count
+            case .equal(let v):
+                n = entry.postings[ValueKey(v)]?.count ?? 0
+            case .notEqual(let v):
+                n = entry.present.count - (entry.postings[ValueKey(v)]?.count ?? 0)
+                return Estimate(candidates: entry.present.count, matches: Double(n))
+            default:
+                var sum = 0
+                entry.forEachValue(matching: test) { value in
+                    sum += entry.postings[value]!.count
+                    return sum <= cap
+                }
+                n = sum
+            }
+            return Estimate(candidates: n, matches: Double(n))
+        case .and(let operands):
+            var best = Int.max
+            var selectivity = 1.0
+            for operand in operands where operand.isAnchored {
+                let e = estimate(operand, cap: min(cap, best))
+                best = min(best, e.candidates)
+                selectivity *= e.matches / Double(count)
+            }
+            return Estimate(candidates: best, matches: min(Double(best), selectivity * Double(count)))
+        case .or(let operands):
+            var sum = 0
+            var matches = 0.0
+            for operand in operands {
+                let e = estimate(operand, cap: cap)
+                sum += e.candidates
+                matches += e.matches
+            }
+            return Estimate(candidates: sum, matches: min(matches, Double(count)))
+        case .not:
+            preconditionFailure("MetadataIndex: estimate of an unanchored node")
+        }
+    }
+
+    /// Calls `body` once with every slot that may match `node` (an anchored node): a superset
+    /// of the matches, exactly the matches when `node.isExact`.
+    func forEachCandidate(_ node: QueryNode, _ body: (UInt32) -> Void) {
+        switch node {
+        case .all:
+            order.forEach(from: order.firstPosition { _ in true }) { peer in
+                body(peer.slot)
+                return true
+            }
+        case .term(let key, let test):
+            guard let entry = keys[key] else { return }
+            switch test {
+            case .present, .notEqual:
+                for slot in entry.present { body(slot) }
+            case .equal(let v):
+                entry.postings[ValueKey(v)]?.forEach(body)
+            default:
+                entry.forEachValue(matching: test) { value in
+                    entry.postings[value]!.forEach(body)
+                    return true
+                }
+            }
+        case .and(let operands):
+            var best: QueryNode?
+            var bestCount = Int.max
+            for operand in operands where operand.isAnchored {
+                let n = estimate(operand, cap: bestCount).candidates
+                if n < bestCount { best = operand; bestCount = n }
+            }
+            if let best { forEachCandidate(best, body) }
+        case .or(let operands):
+            // A candidate is yielded by the first operand it matches: each operand's candidates
+            // are checked against it (unless exact) and against the operands before it.
+            for (i, operand) in operands.enumerated() {
+                let exact = operand.isExact
+                forEachCandidate(operand) { slot in
+                    let metadata = metadataBySlot[Int(slot)]
+                    if !exact && !operand.matches(metadata) { return }
+                    for earlier in operands[..<i] where earlier.matches(metadata) { return }
+                    body(slot)
+                }
+            }
+        case .not:
+            preconditionFailure("MetadataIndex: candidates of an unanchored node")
+        }
+    }
+}
+
+extension MetadataIndex.KeyIndex {
+    /// Calls `body` with the distinct values a prefix or numeric `test` matches, in order,
+    /// while it returns `true`: one binary search, then a walk of the matching range only.
+    func forEachValue(matching test: QueryTest, _ body: (ValueKey) -> Bool) {
+        func numeric(from start: SortedChunks<NumericValue>.Position, while inRange: (Double) -> Bool) {
+            numbers.forEach(from: start) { inRange($0.number) && body($0.value) }
+        }
+        let first = SortedChunks<NumericValue>.Position(chunk: 0, offset: 0)
+        switch test {
+        case .prefix(let p):
+            let prefix = ValueKey(p)
+            values.forEach(from: values.firstPosition { $0 >= prefix }) { $0.hasPrefix(prefix) && body($0) }
+        case .greater(let n):
+            numeric(from: numbers.firstPosition { $0.number > n }) { _ in true }
+        case .greaterOrEqual(let n):
+            numeric(from: numbers.firstPosition { $0.number >= n }) { _ in true }
+        case .less(let n):
+            numeric(from: first) { $0 < n }
+        case .lessOrEqual(let n):
+            numeric(from: first) { $0 <= n }
+        case .equal, .notEqual, .present:
+            preconditionFailure("MetadataIndex: not a range test")
+        }
+    }
+}
+
+extension QueryNode {
+    /// Whether every match satisfies a positive term the index can enumerate candidates from.
+    var isAnchored: Bool {
+        switch self {
+        case .all, .term: return true
+        case .and(let operands): return operands.contains { $0.isAnchored }
+        case .or(let operands): return operands.allSatisfy { $0.isAnchored }
+        case .not: return false
+        }
+    }
+
+    /// Whether `MetadataIndex.forEachCandidate` yields exactly the matches (no check needed).
+    var isExact: Bool {
+        switch self {
+        case .all: return true
+        case .term(_, let test):
+            if case .notEqual = test { return false }
+            return true
+        case .and, .not: return false
+        case .or: return true
+        }
+    }
+}
+
+/// The `capacity` smallest PeerIDs offered, kept in a max-heap so that a larger one is turned
+/// away with one comparison.
+struct PeerHeap {
+    let capacity: Int
+    private var items: [PeerID] = []
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        items.reserveCapacity(capacity)
+    }
+
+    /// Whether `id` would be kept.
+    func admits(_ id: PeerID) -> Bool {
+        items.count < capacity || id < items[0]
+    }
+
+    /// Keeps `id`, dropping the largest when full; `id` must be admitted.
+    mutating func insert(_ id: PeerID) {
+        if items.count < capacity {
+            items.append(id)
+            var child = items.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard items[parent] < items[child] else { break }
+                items.swapAt(parent, child)
+                child = parent
+            }
+        } else {
+            items[0] = id
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var largest = parent
+                if left < items.count, items[largest] < items[left] { largest = left }
+                if right < items.count, items[largest] < items[right] { largest = right }
+                if largest == parent { break }
+                items.swapAt(parent, largest)
+                parent = largest
+            }
+        }
+    }
+
+    func sorted() -> [PeerID] { items.sorted() }
+}
