@@ -1,0 +1,96 @@
+import NIOCore
+
+/// Every timeout and limit of the client side of CHECKPOINT, named (the flow and the reasoning
+/// are in the comment at the top of `CheckpointClientMachine.swift`).
+public enum CheckpointClientLimits {
+    // MARK: handshake
+
+    /// Gap between the first hello and its first retransmission; it doubles after each send.
+    public static let helloInitialInterval: TimeAmount = .milliseconds(500)
+    /// Largest gap between two hellos of one attempt.
+    public static let helloMaximumInterval: TimeAmount = .seconds(2)
+    /// One handshake attempt (hellos at 0, 0.5, 1.5, 3.5 s) fails after this long without a
+    /// hello reply. The clock restarts once when the cookie arrives.
+    public static let helloAttemptTimeout: TimeAmount = .seconds(5)
+    /// Failed handshake attempts (each with a fresh ephemeral key) at one supernode before the
+    /// machine moves on to the next configured supernode (round robin).
+    public static let handshakeAttemptsPerSupernode = 2
+
+    // MARK: requests
+
+    /// Gap between a request and its first retransmission; it doubles after each send.
+    public static let requestInitialInterval: TimeAmount = .milliseconds(500)
+    /// Largest gap between two sends of one request.
+    public static let requestMaximumInterval: TimeAmount = .seconds(2)
+    /// A request without a response fails with `.timedOut` this long after it was made
+    /// (sends at 0, 0.5, 1.5, 3.5, 5.5, 7.5 s). A keepalive that times out ends the session.
+    public static let defaultRequestTimeout: TimeAmount = .seconds(8)
+    /// An instant message whose final outcome has not arrived this long after it was sent
+    /// completes with `MessageOutcome.Outcome.timedOut` (covers the `queued` wait).
+    public static let defaultMessageTimeout: TimeAmount = .seconds(15)
+    /// A connection request whose answer has not been pushed this long after it was forwarded
+    /// fails with `.timedOut` (the other side may be asking a human).
+    public static let defaultConnectAnswerTimeout: TimeAmount = .seconds(60)
+    /// `stop()` waits at most this long for the `unregister` to be acknowledged.
+    public static let unregisterTimeout: TimeAmount = .seconds(2)
+
+    // MARK: bounds
+
+    /// Messages to one destination waiting behind the one in flight; more fail with `.queueFull`.
+    public static let maximumQueuedMessagesPerDestination = 64
+    /// Calls (requests, queued messages, connection requests waiting for their answer) that
+    /// may be unfinished at once; more fail with `.tooManyPendingCalls`.
+    public static let maximumPendingCalls = 1024
+    /// Push ids remembered per session to recognise a retransmitted push.
+    public static let rememberedPushIDs = 256
+}
+
+/// A send schedule: sends at 0, `initialInterval`, then doubling gaps capped at
+/// `maximumInterval`, until `timeout` after the first send.
+public struct CheckpointClientBackoff: Hashable, Sendable {
+    public var initialInterval: TimeAmount
+    public var maximumInterval: TimeAmount
+    /// Time from the first send after which the exchange gives up.
+    public var timeout: TimeAmount
+
+    public init(initialInterval: TimeAmount, maximumInterval: TimeAmount, timeout: TimeAmount) {
+        self.initialInterval = initialInterval
+        self.maximumInterval = max(initialInterval, maximumInterval)
+        self.timeout = timeout
+    }
+
+    /// The hello schedule of one handshake attempt.
+    public static let hello = CheckpointClientBackoff(
+        initialInterval: CheckpointClientLimits.helloInitialInterval,
+        maximumInterval: CheckpointClientLimits.helloMaximumInterval,
+        timeout: CheckpointClientLimits.helloAttemptTimeout)
+
+    /// The request schedule with a given overall timeout.
+    public static func request(timeout: TimeAmount) -> CheckpointClientBackoff {
+        CheckpointClientBackoff(initialInterval: CheckpointClientLimits.requestInitialInterval,
+                                maximumInterval: CheckpointClientLimits.requestMaximumInterval,
+                                timeout: timeout)
+    }
+
+    /// The gap after the `sent`-th send (1-based) before the next one.
+    public func interval(afterSend sent: Int) -> TimeAmount {
+        var gap = initialInterval
+        var n = 1
+        while n < sent, gap < maximumInterval {
+            gap = gap * 2
+            n += 1
+        }
+        return min(gap, maximumInterval)
+    }
+
+    /// When each send happens, counted from the first (all strictly before `timeout`).
+    public var sendOffsets: [TimeAmount] {
+        var offsets: [TimeAmount] = [.zero]
+        var t = TimeAmount.zero
+        while true {
+            t = t + interval(afterSend: offsets.count)
+            guard t < timeout else { return offsets }
+            offsets.append(t)
+        }
+    }
+}

@@ -1,0 +1,585 @@
+import NIOCore
+
+/*
+ The peer's side of CHECKPOINT (flow in `ControlLimits`) as a socket-free, clock-free state machine.
+
+ The driver owns the socket and the clock: it feeds `start`, `datagramReceived` (with the index of
+ the supernode it came from), `wakeUp` and the API calls, always with the current time, and performs
+ the returned `CheckpointClientAction`s in order.
+
+   idle ──start──▶ handshaking ──helloReply──▶ registering ──registered──▶ registered ──stop──▶ stopping ──▶ stopped
+                    ▲   │ hello, cookie,           │ register request       │ keepalive every          unregister
+                    │   │ hello+cookie             │ (signed over the       │ keepaliveSeconds          (best effort,
+                    │   │                          │  session transcript)   │                           unregisterTimeout)
+                    │   └─ attempt timed out ──────┴─ register timed out    │
+                    │      (fresh ephemeral next attempt; after          │
+                    │       handshakeAttemptsPerSupernode failures: next  │
+                    │       supernode, round robin, `disconnected`)       │
+                    └── session lost: sessionUnknown for our session, keepalive timed out,
+                        `error(notRegistered)`: `disconnected`, new handshake at the same
+                        supernode, then `reregistered`, the watch list and held calls sent again.
+ `error(superseded)`: the identity registered elsewhere; every call fails, `stopped(.superseded)`.
+ A keepalive answer with another observed endpoint than registered: `register` again on the same
+ session, then `reregistered(.addressChanged)`.
+
+ Sealed packets: own counter from 1; received counters checked against the replay window before
+ the AEAD opens them and recorded after it did. Anything that fails is dropped silently (counted in
+ `statistics`). Requests carry increasing transaction ids and are re-sealed (a new counter, the same
+ id) on each retransmission: gaps of 0.5, 1, 2, 2, ... s until `requestTimeout`. Requests made while
+ no session is registered are held and sent once one is; their deadline runs all the same.
+ Pushes are acknowledged every time they arrive and delivered once (recent push ids per session).
+
+ Messages: at most one in flight per destination, the rest wait (bounded) in order. `sendMessage` is
+ answered with `messageOutcome`: `delivered` / `offline` are final; `queued` waits for the
+ `messageStatus` push. `messageTimeout` after it was sent, a message completes as `timedOut`.
+ Connection requests complete with the pushed `connectAnswered`, or fail after `connectAnswerTimeout`.
+*/
+
+/// The client side of CHECKPOINT (see the comment at the top of this file). Feed it from one
+/// thread or event loop at a time.
+public struct CheckpointClientMachine: Sendable {
+    private enum State: Sendable {
+        case idle
+        case handshaking(ClientHandshake)
+        case registering(ClientSession)
+        case registered(ClientSession)
+        /// `unregister` sent; waiting for its answer.
+        case stopping(ClientSession)
+        case stopped
+    }
+
+    private var state: State = .idle
+    let configuration: CheckpointClientConfiguration
+    /// Index of the supernode in use (or being tried).
+    private var supernode = 0
+    /// Failed handshake attempts at `supernode` in a row.
+    private var failedAttempts = 0
+    private var everRegistered = false
+    /// The metadata as registered and since published.
+    var metadata: PeerMetadata
+    /// Peers whose watch the checkpoint confirmed (re-watched in each new session).
+    public internal(set) var watchedPeers: Set<PeerID> = []
+    var requests: [UInt32: ClientRequest] = [:]
+    var messages = ClientMessages()
+    var connectWaits: [ClientConnectKey: ClientConnectWait] = [:]
+    private var nextToken: UInt64 = 1
+    private var nextTransaction: UInt32 = 1
+    var nextMessageID: UInt64 = 1
+    var nextConnectRequestID: UInt64 = 1
+    /// The wake-up last asked for (not asked again while unchanged).
+    private var scheduled: NIODeadline?
+    /// Actions of the input being handled.
+    var output: [CheckpointClientAction] = []
+    /// What was dropped or repeated so far.
+    public private(set) var statistics = CheckpointClientStatistics()
+
+    /// - Precondition: `configuration.supernodes` is not empty.
+    public init(configuration: CheckpointClientConfiguration) {
+        precondition(!configuration.supernodes.isEmpty, "a checkpoint client needs at least one supernode address")
+        var configuration = configuration
+        configuration.keepaliveSeconds = Self.clampKeepalive(configuration.keepaliveSeconds)
+        configuration.candidates = Array(configuration.candidates.prefix(ControlLimits.maximumCandidates))
+        self.configuration = configuration
+        self.metadata = configuration.metadata
+    }
+
+    // MARK: state queries
+
+    /// The registration in force, if the session is registered.
+    public var registration: CheckpointRegistration? {
+        if case .registered(let s) = state { return s.registration }
+        return nil
+    }
+
+    /// Index of the supernode in use or being tried.
+    public var currentSupernode: Int { supernode }
+
+    /// The id of the current session, once a handshake completed.
+    public var sessionID: UInt64? { session?.id }
+
+    /// True once `stopped` was reported; later inputs do nothing.
+    public var isStopped: Bool {
+        if case .stopped = state { return true }
+        return false
+    }
+
+    var isStoppingOrStopped: Bool {
+        switch state {
+        case .stopping, .stopped: true
+        default: false
+        }
+    }
+
+    private var session: ClientSession? {
+        get {
+            switch state {
+            case .registering(let s), .registered(let s), .stopping(let s): s
+            default: nil
+            }
+        }
+        set {
+            guard let newValue else { return }
+            switch state {
+            case .registering: state = .registering(newValue)
+            case .registered: state = .registered(newValue)
+            case .stopping: state = .stopping(newValue)
+            default: break
+            }
+        }
+    }
+
+    // MARK: inputs
+
+    /// Begins the first handshake with the first supernode.
+    public mutating func start(now: NIODeadline) -> [CheckpointClientAction] {
+        guard case .idle = state else { return [] }
+        beginHandshake(now: now)
+        return flush()
+    }
+
+    /// A datagram arrived from the supernode with index `from` in the configuration (the driver
+    /// drops datagrams from other sources).
+    public mutating func datagramReceived(_ bytes: ByteBuffer, from index: Int, now: NIODeadline) -> [CheckpointClientAction] {
+        guard !isStopped else { return [] }
+        guard index == supernode else {
+            statistics.unexpected += 1
+            return flush()
+        }
+        var datagram = bytes
+        guard let packet = try? datagram.readControlPacket() else {
+            statistics.malformed += 1
+            return flush()
+        }
+        switch (state, packet) {
+        case (.handshaking(var handshake), .cookie(let cookie)):
+            let (accepted, first) = handshake.accept(cookie, now: now)
+            if first { output.append(.send(handshake.nextHello(now: now), to: handshake.supernode)) }
+            if !accepted { statistics.unexpected += 1 }
+            state = .handshaking(handshake)
+        case (.handshaking(let handshake), .helloReply(let reply)):
+            guard let (keys, welcome) = try? handshake.initiator.complete(reply) else {
+                statistics.unauthenticated += 1
+                break
+            }
+            state = .registering(ClientSession(supernode: handshake.supernode, id: reply.sessionID, keys: keys, welcome: welcome))
+            sendRegister(now: now)
+        case (.registering, .sealed(let sealed)), (.registered, .sealed(let sealed)), (.stopping, .sealed(let sealed)):
+            received(sealed, now: now)
+        case (.registering(let s), .sessionUnknown(let id)) where id == s.id:
+            attemptFailed(now: now)
+        case (.registered(let s), .sessionUnknown(let id)) where id == s.id:
+            sessionLost(.sessionUnknown, now: now)
+        case (.stopping(let s), .sessionUnknown(let id)) where id == s.id:
+            finish(.requested)
+        default:
+            statistics.unexpected += 1
+        }
+        return flush()
+    }
+
+    /// The time asked for by `.scheduleWakeUp` has come (early or late calls are harmless).
+    public mutating func wakeUp(now: NIODeadline) -> [CheckpointClientAction] {
+        scheduled = nil
+        switch state {
+        case .idle, .stopped:
+            return flush()
+        case .handshaking(var handshake):
+            if now >= handshake.gaveUpAt {
+                attemptFailed(now: now)
+            } else if now >= handshake.nextSendAt {
+                statistics.retransmissions += 1
+                output.append(.send(handshake.nextHello(now: now), to: handshake.supernode))
+                state = .handshaking(handshake)
+            }
+        case .registering, .registered, .stopping:
+            break
+        }
+        fireRequests(now: now)
+        if case .registered(var s) = state, let due = s.nextKeepaliveAt, now >= due, let registration = s.registration {
+            s.nextKeepaliveAt = now + .seconds(Int64(registration.keepaliveSeconds))
+            state = .registered(s)
+            if !requests.values.contains(where: { $0.purpose == .keepalive }) {
+                issue(.keepalive, purpose: .keepalive, deadline: now + configuration.requestTimeout, now: now)
+            }
+        }
+        for (to, message) in messages.inFlight.sorted(by: { $0.value.token.rawValue < $1.value.token.rawValue }) where now >= message.deadline {
+            finishMessage(to: to, .success(.messageOutcome(.timedOut)), now: now)
+        }
+        for (key, wait) in connectWaits.sorted(by: { $0.value.token.rawValue < $1.value.token.rawValue }) where now >= wait.deadline {
+            connectWaits[key] = nil
+            complete(wait.token, .failure(.timedOut))
+        }
+        return flush()
+    }
+
+    /// Ends the registration (an `unregister`, best effort) and fails every unfinished call with
+    /// `.stopped`. Reports `stopped(.requested)` once the checkpoint answered or after
+    /// `unregisterTimeout`.
+    public mutating func stop(now: NIODeadline) -> [CheckpointClientAction] {
+        switch state {
+        case .stopping, .stopped:
+            return []
+        case .registered(let s):
+            failAllCalls()
+            state = .stopping(s)
+            issue(.unregister, purpose: .unregister, deadline: now + CheckpointClientLimits.unregisterTimeout, now: now)
+        case .idle, .handshaking, .registering:
+            finish(.requested)
+        }
+        return flush()
+    }
+
+    // MARK: handshake and session
+
+    private mutating func beginHandshake(now: NIODeadline) {
+        statistics.handshakes += 1
+        var handshake = ClientHandshake(supernode: supernode, checkpointKey: configuration.supernodes[supernode].publicKey, now: now)
+        output.append(.send(handshake.nextHello(now: now), to: supernode))
+        state = .handshaking(handshake)
+    }
+
+    /// A handshake or registration attempt failed: try again, moving on to the next supernode
+    /// after `handshakeAttemptsPerSupernode` failures.
+    private mutating func attemptFailed(now: NIODeadline, reason: CheckpointDisconnectReason? = nil) {
+        if let reason { output.append(.event(.disconnected(reason))) }
+        failedAttempts += 1
+        if failedAttempts >= CheckpointClientLimits.handshakeAttemptsPerSupernode {
+            output.append(.event(.disconnected(.supernodeUnreachable(supernode: supernode))))
+            supernode = (supernode + 1) % configuration.supernodes.count
+            failedAttempts = 0
+        }
+        holdRequests()
+        beginHandshake(now: now)
+    }
+
+    /// A registered session is gone: report it and make a new one at the same supernode.
+    private mutating func sessionLost(_ reason: CheckpointDisconnectReason, now: NIODeadline) {
+        output.append(.event(.disconnected(reason)))
+        failedAttempts = 0
+        holdRequests()
+        beginHandshake(now: now)
+    }
+
+    /// Drops the session's own requests and holds the calls until the next registration.
+    private mutating func holdRequests() {
+        for (id, request) in requests {
+            switch request.purpose {
+            case .register, .keepalive, .rewatch, .unregister:
+                requests[id] = nil
+            case .call, .message:
+                requests[id]?.sends = 0
+                requests[id]?.nextSendAt = nil
+            }
+        }
+    }
+
+    private mutating func sendRegister(now: NIODeadline) {
+        guard let s = session else { return }
+        var request = RegisterRequest(
+            publicKey: Array(configuration.identity.publicKey.rawRepresentation),
+            keepaliveSeconds: configuration.keepaliveSeconds, candidates: configuration.candidates,
+            metadata: metadata, signature: [])
+        do {
+            request.signature = try configuration.identity.signature(for: request.signedBytes(transcript: s.keys.transcript))
+        } catch {
+            finish(.registrationRefused(ControlFailure(.badSignature, "cannot sign the registration: \(error)")))
+            return
+        }
+        issue(.register(request), purpose: .register, deadline: now + configuration.requestTimeout, now: now)
+    }
+
+    private mutating func finish(_ reason: CheckpointStopReason) {
+        failAllCalls()
+        requests.removeAll()
+        state = .stopped
+        output.append(.event(.stopped(reason)))
+    }
+
+    // MARK: sealed frames
+
+    private mutating func received(_ sealed: ControlSealed, now: NIODeadline) {
+        guard var s = session else { return }
+        let opened = s.open(sealed)
+        session = s
+        let envelope: ControlEnvelope
+        switch opened {
+        case .success(let e): envelope = e
+        case .failure(.replayed): statistics.replayed += 1; return
+        case .failure(.malformed): statistics.malformed += 1; return
+        case .failure(.otherSession), .failure(.unauthenticated): statistics.unauthenticated += 1; return
+        }
+        switch envelope.frame {
+        case .registered, .ok, .keepaliveAck, .lookupResult, .searchResult, .messageOutcome, .watchResult, .error:
+            response(envelope, now: now)
+        case .deliver, .status, .connectRequested, .connectAnswered, .messageStatus:
+            push(envelope, now: now)
+        default:
+            statistics.unexpected += 1
+        }
+    }
+
+    private mutating func sendSealed(_ frame: ControlFrame, id: UInt32) {
+        guard var s = session else { return }
+        let bytes = s.seal(frame, id: id)
+        session = s
+        output.append(.send(bytes, to: s.supernode))
+    }
+
+    private mutating func push(_ envelope: ControlEnvelope, now: NIODeadline) {
+        sendSealed(.ack, id: envelope.id)
+        guard var s = session else { return }
+        let fresh = s.pushes.insert(envelope.id)
+        session = s
+        guard fresh else {
+            statistics.duplicatePushes += 1
+            return
+        }
+        if case .stopping = state { return }
+        switch envelope.frame {
+        case .deliver(let message): output.append(.event(.message(message)))
+        case .status(let status): output.append(.event(.status(status)))
+        case .connectRequested(let request): output.append(.event(.connectRequest(request)))
+        case .connectAnswered(let decision): connectAnswered(decision)
+        case .messageStatus(let outcome): messageStatus(outcome, now: now)
+        default: break
+        }
+    }
+
+    private mutating func response(_ envelope: ControlEnvelope, now: NIODeadline) {
+        guard let request = requests[envelope.id], request.sends > 0 else {
+            statistics.unexpected += 1
+            return
+        }
+        if case .error(let failure) = envelope.frame {
+            switch (failure.code, state) {
+            case (.superseded, _):
+                finish(.superseded(failure))
+                return
+            case (.notRegistered, .registered):
+                sessionLost(.notRegistered, now: now)  // the request is held and sent again
+                return
+            default:
+                break
+            }
+        }
+        requests[envelope.id] = nil
+        switch request.purpose {
+        case .register: registerAnswered(envelope.frame, now: now)
+        case .keepalive: keepaliveAnswered(envelope.frame, now: now)
+        case .rewatch: break
+        case .unregister: finish(.requested)
+        case .call(let token): callAnswered(token, request: request.frame, response: envelope.frame, now: now)
+        case .message(let to): messageAnswered(to: to, envelope.frame, now: now)
+        }
+    }
+
+    private mutating func registerAnswered(_ frame: ControlFrame, now: NIODeadline) {
+        guard case .registered(let confirmed) = frame else {
+            guard case .error(let failure) = frame else {
+                statistics.unexpected += 1
+                return attemptFailedOrLost(.registrationFailed(ControlFailure(.badRequest, "unexpected \(frame.kind) answer to register")), now: now)
+            }
+            switch failure.code {
+            case .badSignature, .badRequest, .tooLarge:
+                finish(.registrationRefused(failure))
+            default:
+                attemptFailedOrLost(.registrationFailed(failure), now: now)
+            }
+            return
+        }
+        guard var s = session else { return }
+        let keepalive = Self.clampKeepalive(confirmed.keepaliveSeconds)
+        let registration = CheckpointRegistration(peer: confirmed.peer, observed: confirmed.observed,
+                                                  keepaliveSeconds: keepalive, supernode: s.supernode)
+        let previous = s.registration
+        s.registration = registration
+        s.nextKeepaliveAt = now + .seconds(Int64(keepalive))
+        switch state {
+        case .registering:
+            state = .registered(s)
+            failedAttempts = 0
+            if everRegistered {
+                output.append(.event(.reregistered(registration, cause: .sessionRestarted)))
+                rewatch(now: now)
+            } else {
+                everRegistered = true
+                output.append(.event(.registered(registration)))
+            }
+            sendHeldRequests(now: now)
+        case .registered:
+            state = .registered(s)
+            output.append(.event(.reregistered(registration, cause: .addressChanged(from: previous?.observed ?? confirmed.observed))))
+        default:
+            break
+        }
+    }
+
+    private mutating func attemptFailedOrLost(_ reason: CheckpointDisconnectReason, now: NIODeadline) {
+        if case .registered = state {
+            sessionLost(reason, now: now)
+        } else {
+            attemptFailed(now: now, reason: reason)
+        }
+    }
+
+    private mutating func keepaliveAnswered(_ frame: ControlFrame, now: NIODeadline) {
+        guard case .keepaliveAck(let observed) = frame else {
+            statistics.unexpected += 1
+            return
+        }
+        guard let registered = registration?.observed, observed != registered,
+              !requests.values.contains(where: { $0.purpose == .register }) else { return }
+        sendRegister(now: now)
+    }
+
+    private mutating func rewatch(now: NIODeadline) {
+        let peers = watchedPeers.sorted()
+        var start = 0
+        while start < peers.count {
+            let batch = Array(peers[start..<min(start + ControlLimits.maximumWatchBatch, peers.count)])
+            issue(.watch(batch), purpose: .rewatch, deadline: now + configuration.requestTimeout, now: now)
+            start += batch.count
+        }
+    }
+
+    // MARK: requests
+
+    /// Records a request and sends it if the session allows it now.
+    @discardableResult
+    mutating func issue(_ frame: ControlFrame, purpose: ClientRequest.Purpose, deadline: NIODeadline, now: NIODeadline) -> UInt32 {
+        let id = nextTransaction
+        nextTransaction = nextTransaction == .max ? 1 : nextTransaction + 1
+        requests[id] = ClientRequest(purpose: purpose, frame: frame, deadline: deadline)
+        if canSend(purpose) { transmit(id, now: now) }
+        return id
+    }
+
+    private func canSend(_ purpose: ClientRequest.Purpose) -> Bool {
+        switch state {
+        case .registered: purpose != .unregister
+        case .registering: purpose == .register
+        case .stopping: purpose == .unregister
+        case .idle, .handshaking, .stopped: false
+        }
+    }
+
+    private mutating func transmit(_ id: UInt32, now: NIODeadline) {
+        guard var request = requests[id] else { return }
+        request.sends += 1
+        if request.sends > 1 { statistics.retransmissions += 1 }
+        request.nextSendAt = now + CheckpointClientBackoff.request(timeout: configuration.requestTimeout).interval(afterSend: request.sends)
+        requests[id] = request
+        sendSealed(request.frame, id: id)
+    }
+
+    private mutating func sendHeldRequests(now: NIODeadline) {
+        for id in requests.keys.sorted() where requests[id]?.sends == 0 {
+            if let purpose = requests[id]?.purpose, canSend(purpose) { transmit(id, now: now) }
+        }
+    }
+
+    /// Retransmits what is due and times out what is over its deadline.
+    private mutating func fireRequests(now: NIODeadline) {
+        for id in requests.keys.sorted() {
+            guard let request = requests[id] else { continue }
+            if now >= request.deadline {
+                requests[id] = nil
+                timedOut(request, now: now)
+            } else if let due = request.nextSendAt, now >= due, canSend(request.purpose) {
+                transmit(id, now: now)
+            }
+        }
+    }
+
+    private mutating func timedOut(_ request: ClientRequest, now: NIODeadline) {
+        switch request.purpose {
+        case .register:
+            if case .registered = state { sessionLost(.keepaliveTimedOut, now: now) } else { attemptFailed(now: now) }
+        case .keepalive:
+            sessionLost(.keepaliveTimedOut, now: now)
+        case .rewatch:
+            break
+        case .unregister:
+            finish(.requested)
+        case .call(let token):
+            complete(token, .failure(.timedOut))
+        case .message(let to):
+            messages.inFlight[to]?.transaction = nil
+            finishMessage(to: to, .success(.messageOutcome(.timedOut)), now: now)
+        }
+    }
+
+    // MARK: completions
+
+    mutating func makeToken() -> CheckpointRequestToken {
+        defer { nextToken += 1 }
+        return CheckpointRequestToken(rawValue: nextToken)
+    }
+
+    mutating func complete(_ token: CheckpointRequestToken, _ result: Result<CheckpointClientResponse, CheckpointClientError>) {
+        output.append(.completed(token, result))
+    }
+
+    /// Calls unfinished now (requests, messages, connection requests awaiting their answer).
+    var pendingCalls: Int {
+        requests.values.reduce(0) { n, r in
+            if case .call = r.purpose { return n + 1 }
+            return n
+        } + messages.count + connectWaits.count
+    }
+
+    private mutating func failAllCalls() {
+        var tokens: [CheckpointRequestToken] = []
+        for (id, request) in requests {
+            switch request.purpose {
+            case .call(let token):
+                tokens.append(token)
+                requests[id] = nil
+            case .message:
+                requests[id] = nil
+            default:
+                break
+            }
+        }
+        tokens += messages.inFlight.values.map(\.token) + messages.waiting.values.flatMap { $0.map(\.token) }
+        tokens += connectWaits.values.map(\.token)
+        messages = ClientMessages()
+        connectWaits = [:]
+        for token in tokens.sorted(by: { $0.rawValue < $1.rawValue }) { complete(token, .failure(.stopped)) }
+    }
+
+    /// Appends the wake-up for the earliest deadline (when it changed) and hands out the actions.
+    mutating func flush() -> [CheckpointClientAction] {
+        if let next = nextDeadline, next != scheduled {
+            output.append(.scheduleWakeUp(next))
+            scheduled = next
+        }
+        defer { output = [] }
+        return output
+    }
+
+    private var nextDeadline: NIODeadline? {
+        var deadlines: [NIODeadline] = []
+        switch state {
+        case .idle, .stopped:
+            return nil
+        case .handshaking(let handshake):
+            deadlines += [handshake.nextSendAt, handshake.gaveUpAt]
+        case .registered(let s):
+            if let keepalive = s.nextKeepaliveAt { deadlines.append(keepalive) }
+        case .registering, .stopping:
+            break
+        }
+        for request in requests.values {
+            deadlines.append(request.deadline)
+            if let due = request.nextSendAt { deadlines.append(due) }
+        }
+        deadlines += messages.inFlight.values.map(\.deadline)
+        deadlines += connectWaits.values.map(\.deadline)
+        return deadlines.min()
+    }
+
+    static func clampKeepalive(_ seconds: UInt16) -> UInt16 {
+        min(max(seconds, ControlLimits.keepaliveSecondsRange.lowerBound), ControlLimits.keepaliveSecondsRange.upperBound)
+    }
+}
