@@ -1,0 +1,78 @@
+import Crypto
+import PeerwayCheckpoint
+import PeerwaySTUN
+import Testing
+
+@Suite("SupernodeAddress")
+struct SupernodeAddressTests {
+    static let key = Curve25519.KeyAgreement.PrivateKey().publicKey
+    static var keyText: String { Base32.encode(Array(key.rawRepresentation)) }
+
+    @Test("good forms: IPv4, [IPv6], DNS name, default port, trailing slash, upper-case key")
+    func goodForms() throws {
+        let k = Self.keyText
+        #expect(k.count == 52)
+        let v4 = try SupernodeAddress(parsing: "peerway://\(k)@192.0.2.1:7401")
+        #expect(v4.host == "192.0.2.1" && v4.port == 7401 && v4.publicKeyBytes == Array(Self.key.rawRepresentation))
+        #expect(v4.endpoint == STUNAddress(ip: .v4(0xC000_0201), port: 7401))
+        let v6 = try SupernodeAddress(parsing: "peerway://\(k)@[::1]:7400")
+        #expect(v6.host == "::1" && v6.port == 7400)
+        #expect(v6.endpoint == STUNAddress(ip: .v6(high: 0, low: 1), port: 7400))
+        #expect(v6.description == "peerway://\(k)@[::1]:7400")
+        let v6Default = try SupernodeAddress(parsing: "peerway://\(k)@[2001:db8::7]")
+        #expect(v6Default.host == "2001:db8::7" && v6Default.port == SupernodeAddress.defaultPort)
+        let name = try SupernodeAddress(parsing: "peerway://\(k)@checkpoint.example.org")
+        #expect(name.host == "checkpoint.example.org" && name.port == 7400 && name.endpoint == nil)
+        let slash = try SupernodeAddress(parsing: "peerway://\(k)@checkpoint.example.org:9000/")
+        #expect(slash.port == 9000)
+        let upper = try SupernodeAddress(parsing: "peerway://\(k.uppercased())@10.0.0.1:1")
+        #expect(upper.publicKeyBytes == v4.publicKeyBytes && upper.port == 1 && upper.keyText == k)
+        for address in [v4, v6, v6Default, name, slash] {
+            #expect(try SupernodeAddress(parsing: address.description) == address)
+        }
+        #expect(SupernodeAddress(publicKey: Self.key, host: "::1", port: 7400) == v6)
+        #expect(v6.publicKey.rawRepresentation == Self.key.rawRepresentation)
+    }
+
+    @Test("each bad form gives its own error")
+    func badForms() {
+        let k = Self.keyText
+        let cases: [(String, (String) -> SupernodeAddressError)] = [
+            ("http://\(k)@host:7400", SupernodeAddressError.missingScheme),
+            ("\(k)@host:7400", SupernodeAddressError.missingScheme),
+            ("PEERWAY://\(k)@host", SupernodeAddressError.missingScheme),
+            ("peerway://\(k)", SupernodeAddressError.missingKey),
+            ("peerway://host:7400", SupernodeAddressError.missingKey),
+            ("peerway://@host", SupernodeAddressError.badKey),
+            ("peerway://\(k.dropLast())@host", SupernodeAddressError.badKey),
+            ("peerway://\(k)a@host", SupernodeAddressError.badKey),
+            ("peerway://\(k.dropLast())1@host", SupernodeAddressError.badKey),
+            ("peerway://\(Base32.encode(Array(repeating: 7, count: 16)))@host", SupernodeAddressError.badKey),
+            ("peerway://\(k)@", SupernodeAddressError.badHost),
+            ("peerway://\(k)@:7400", SupernodeAddressError.badHost),
+            ("peerway://\(k)@[::1", SupernodeAddressError.badHost),
+            ("peerway://\(k)@[::1]7400", SupernodeAddressError.badHost),
+            ("peerway://\(k)@[]:7400", SupernodeAddressError.badHost),
+            ("peerway://\(k)@a b", SupernodeAddressError.badHost),
+            ("peerway://\(k)@host/path", SupernodeAddressError.badHost),
+            ("peerway://\(k)@host:0", SupernodeAddressError.badPort),
+            ("peerway://\(k)@host:65536", SupernodeAddressError.badPort),
+            ("peerway://\(k)@host:", SupernodeAddressError.badPort),
+            ("peerway://\(k)@host:http", SupernodeAddressError.badPort),
+            ("peerway://\(k)@[::1]:0", SupernodeAddressError.badPort),
+            ("peerway://\(k)@[::1]:-1", SupernodeAddressError.badPort),
+        ]
+        for (text, error) in cases {
+            #expect(throws: error(text), "\(text)") { try SupernodeAddress(parsing: text) }
+        }
+        #expect(SupernodeAddressError.badPort("x").description.contains("1-65535"))
+    }
+
+    @Test("an IPv6 host without brackets is refused")
+    func unbracketedIPv6() {
+        // The host:port split takes the last colon, so "::1" reads as host ":" port 1.
+        withKnownIssue("SupernodeAddress(parsing:) accepts an unbracketed IPv6 address as host \":\" and port 1") {
+            #expect(throws: SupernodeAddressError.self) { try SupernodeAddress(parsing: "peerway://\(Self.keyText)@::1") }
+        }
+    }
+}
