@@ -1,0 +1,257 @@
+import NIOCore
+import NIOPosix
+import PeerwayCheckpoint
+import PeerwaySTUN
+
+/// Runs a `CheckpointClientMachine` on one UDP channel: feeds it datagrams, timer wake-ups and
+/// API calls, performs its actions, and hands completions to the waiting callers and events to
+/// the peer's stream.
+///
+/// Thread safety: every stored `var` is read and written only on `eventLoop` (each entry point
+/// hops there first), which is what makes the `@unchecked Sendable` sound.
+final class PeerDriver: @unchecked Sendable {
+    typealias CallResult = Result<CheckpointClientResponse, CheckpointClientError>
+
+    let eventLoop: any EventLoop
+    /// The supernodes the machine uses, by its index.
+    let supernodes: [PeerNetwork.Resolved]
+    private let destinations: [SocketAddress]
+    /// Set by `start`; until then datagrams are ignored.
+    private var machine: CheckpointClientMachine?
+    private var channel: (any Channel)?
+    private var timer: Scheduled<Void>?
+    private var startTimer: Scheduled<Void>?
+    private var startPromise: EventLoopPromise<Void>?
+    private var waiters: [CheckpointRequestToken: CheckedContinuation<CallResult, Never>] = [:]
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
+    private var isClosed = false
+    private let events: AsyncStream<PeerEvent>.Continuation
+
+    init(supernodes: [PeerNetwork.Resolved], eventLoop: any EventLoop, events: AsyncStream<PeerEvent>.Continuation) throws {
+        self.supernodes = supernodes
+        self.destinations = try supernodes.map { try $0.endpoint.socketAddress() }
+        self.eventLoop = eventLoop
+        self.events = events
+    }
+
+    /// Binds the channel; returns its local address.
+    func bind(host: String, port: UInt16) async throws(PeerError) -> STUNAddress {
+        let channel: any Channel
+        do {
+            channel = try await DatagramBootstrap(group: eventLoop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(PeerDatagramHandler(driver: self))
+                    }
+                }
+                .bind(host: host, port: Int(port))
+                .get()
+        } catch {
+            throw .bindFailed(host: host, port: port, reason: "\(error)")
+        }
+        guard let local = channel.localAddress.flatMap(STUNAddress.init) else {
+            try? await channel.close()
+            throw .bindFailed(host: host, port: port, reason: "the socket has no local address")
+        }
+        do {
+            try await eventLoop.submit { self.channel = channel }.get()
+        } catch {
+            throw .bindFailed(host: host, port: port, reason: "\(error)")
+        }
+        return local
+    }
+
+    /// Starts `machine`; returns once registered, throws after `timeout` or when it stops.
+    func start(_ machine: CheckpointClientMachine, timeout: TimeAmount) async throws(PeerError) {
+        let promise = eventLoop.makePromise(of: Void.self)
+        eventLoop.execute {
+            guard !self.isClosed else {
+                promise.fail(PeerError.stopped)
+                return
+            }
+            self.machine = machine
+            self.startPromise = promise
+            self.startTimer = self.eventLoop.scheduleTask(in: timeout) {
+                self.failStart(.supernodeUnreachable(self.supernodes.map(\.address)))
+            }
+            self.perform(self.machine!.start(now: .now()))
+        }
+        do {
+            try await promise.futureResult.get()
+        } catch let error as PeerError {
+            throw error
+        } catch {
+            throw .stopped
+        }
+    }
+
+    /// Makes one API call of the machine and waits for its completion.
+    func call(_ body: @escaping @Sendable (inout CheckpointClientMachine, NIODeadline)
+        -> (token: CheckpointRequestToken, actions: [CheckpointClientAction])) async -> CallResult {
+        await withCheckedContinuation { continuation in
+            eventLoop.execute {
+                guard !self.isClosed, self.machine != nil else {
+                    continuation.resume(returning: .failure(.stopped))
+                    return
+                }
+                let (token, actions) = body(&self.machine!, .now())
+                self.waiters[token] = continuation
+                self.perform(actions)
+            }
+        }
+    }
+
+    /// Unregisters (best effort) and closes the channel; returns once closed.
+    func stop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            eventLoop.execute {
+                guard !self.isClosed else {
+                    continuation.resume()
+                    return
+                }
+                self.stopWaiters.append(continuation)
+                guard self.machine != nil else { return self.closeNow(reason: .requested) }
+                self.perform(self.machine!.stop(now: .now()))
+            }
+        }
+    }
+
+    /// Closes at once without unregistering (from any thread; `Peer.deinit`, failed start).
+    func close() {
+        eventLoop.execute {
+            self.closeNow(reason: .requested)
+        }
+    }
+
+    // MARK: on the event loop
+
+    fileprivate func received(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        eventLoop.assertInEventLoop()
+        guard !isClosed, machine != nil, let source = STUNAddress(envelope.remoteAddress),
+              let index = supernodes.firstIndex(where: { $0.endpoint == source }) else { return }
+        perform(machine!.datagramReceived(envelope.data, from: index, now: .now()))
+    }
+
+    fileprivate func channelClosed() {
+        eventLoop.assertInEventLoop()
+        channel = nil
+        closeNow(reason: .requested)
+    }
+
+    private func perform(_ actions: [CheckpointClientAction]) {
+        eventLoop.assertInEventLoop()
+        for action in actions {
+            guard !isClosed else { return }
+            switch action {
+            case .send(let bytes, let index):
+                // A lost write is a lost datagram: the machine retransmits.
+                channel?.writeAndFlush(AddressedEnvelope(remoteAddress: destinations[index], data: bytes), promise: nil)
+            case .scheduleWakeUp(let deadline):
+                timer?.cancel()
+                timer = eventLoop.scheduleTask(deadline: deadline) {
+                    self.timer = nil
+                    guard !self.isClosed else { return }
+                    self.perform(self.machine!.wakeUp(now: .now()))
+                }
+            case .completed(let token, let result):
+                waiters.removeValue(forKey: token)?.resume(returning: result)
+            case .event(let event):
+                handle(event)
+            }
+        }
+    }
+
+    private func handle(_ event: CheckpointClientEvent) {
+        switch event {
+        case .registered(let registration):
+            startTimer?.cancel()
+            startTimer = nil
+            startPromise?.succeed()
+            startPromise = nil
+            events.yield(.registered(observed: registration.observed, supernode: supernodes[registration.supernode].address))
+        case .reregistered(let registration, _):
+            events.yield(.reregistered(observed: registration.observed, supernode: supernodes[registration.supernode].address))
+        case .disconnected(let reason):
+            events.yield(.disconnected(reason: describe(reason)))
+        case .message(let message):
+            events.yield(.message(from: message.from, text: message.text))
+        case .status(let status):
+            let online = status.change == .online || status.change == .metadataChanged
+            events.yield(.status(peer: status.peer, online: online, change: status.change, metadata: status.metadata))
+        case .connectRequest(let request):
+            events.yield(.connectRequest(request))
+        case .connectAnswer, .messageOutcome:
+            break  // late answers to calls that already completed as timed out
+        case .stopped(let reason):
+            closeNow(reason: reason)
+        }
+    }
+
+    private func describe(_ reason: CheckpointDisconnectReason) -> String {
+        if case .supernodeUnreachable(let index) = reason {
+            return "supernode \(supernodes[index].address) (\(supernodes[index].endpoint)) did not complete a handshake; trying the next"
+        }
+        return "\(reason)"
+    }
+
+    private func failStart(_ error: PeerError) {
+        guard let promise = startPromise else { return }
+        startPromise = nil
+        promise.fail(error)
+        closeNow(reason: .requested)
+    }
+
+    private func closeNow(reason: CheckpointStopReason) {
+        guard !isClosed else { return }
+        if let promise = startPromise {
+            startPromise = nil
+            switch reason {
+            case .requested: promise.fail(PeerError.stopped)
+            case .superseded: promise.fail(PeerError.superseded)
+            case .registrationRefused(let failure): promise.fail(PeerError.registrationRefused(failure))
+            }
+        }
+        isClosed = true
+        timer?.cancel()
+        timer = nil
+        startTimer?.cancel()
+        startTimer = nil
+        for waiter in waiters.values { waiter.resume(returning: .failure(.stopped)) }
+        waiters.removeAll()
+        events.yield(.stopped(reason))
+        events.finish()
+        let finished = stopWaiters
+        stopWaiters = []
+        guard let channel else {
+            finished.forEach { $0.resume() }
+            return
+        }
+        self.channel = nil
+        channel.close().whenComplete { _ in finished.forEach { $0.resume() } }
+    }
+}
+
+/// Hands each datagram of the peer's socket to its driver.
+final class PeerDatagramHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    let driver: PeerDriver
+
+    init(driver: PeerDriver) {
+        self.driver = driver
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        driver.received(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        driver.channelClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Per-datagram errors (ICMP port unreachable and the like) are loss to the machine,
+        // which retransmits or fails over. Keep the socket open.
+    }
+}

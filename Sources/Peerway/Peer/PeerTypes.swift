@@ -1,0 +1,181 @@
+import NIOCore
+import NIOPosix
+import PeerwayCheckpoint
+import PeerwaySTUN
+
+/// How a `Peer` runs. The defaults suit an application on an ordinary host.
+public struct PeerOptions: Sendable {
+    /// Seconds between keepalives (clamped to `ControlLimits.keepaliveSecondsRange`); well inside
+    /// the NAT's UDP timeout keeps the mapping, and the registration, alive.
+    public var keepaliveSeconds: UInt16
+    /// The host candidates registered; `nil` means this host's interface addresses (loopback
+    /// only when there is nothing else), of the families the socket can use, with its port.
+    public var localCandidates: [PeerEndpoint]?
+    /// The local IP to bind (`"0.0.0.0"`, `"::"`, or one address); `nil` means the wildcard of
+    /// the first supernode's address family.
+    public var bindHost: String?
+    /// The local UDP port; 0 lets the system choose.
+    public var bindPort: UInt16
+    /// A request without an answer fails with `PeerError.timedOut` after this long.
+    public var requestTimeout: TimeAmount
+    /// `Peer.start` gives up when no registration has completed this long after it began.
+    public var startTimeout: TimeAmount
+    /// Events kept for a consumer that falls behind; beyond this the oldest are dropped.
+    public var eventBufferSize: Int
+    /// The event loop group the peer's socket runs on.
+    public var eventLoopGroup: any EventLoopGroup
+
+    public init(
+        keepaliveSeconds: UInt16 = ControlLimits.defaultKeepaliveSeconds,
+        localCandidates: [PeerEndpoint]? = nil,
+        bindHost: String? = nil,
+        bindPort: UInt16 = 0,
+        requestTimeout: TimeAmount = CheckpointClientLimits.defaultRequestTimeout,
+        startTimeout: TimeAmount = PeerOptions.defaultStartTimeout,
+        eventBufferSize: Int = PeerOptions.defaultEventBufferSize,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.keepaliveSeconds = keepaliveSeconds
+        self.localCandidates = localCandidates
+        self.bindHost = bindHost
+        self.bindPort = bindPort
+        self.requestTimeout = requestTimeout
+        self.startTimeout = startTimeout
+        self.eventBufferSize = eventBufferSize
+        self.eventLoopGroup = eventLoopGroup
+    }
+
+    /// Default `startTimeout`: time for two handshake attempts at each of three supernodes.
+    public static let defaultStartTimeout: TimeAmount = .seconds(30)
+    /// Default `eventBufferSize`.
+    public static let defaultEventBufferSize = 4096
+}
+
+/// Why a `Peer` call failed, and what to do about it.
+public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// `Peer.start` was given no supernode address.
+    case noSupernodes
+    /// No supernode could be resolved (each with the reason), so there is nothing to dial.
+    case cannotResolve([SupernodeAddress: String])
+    /// No supernode completed a handshake and registration within `startTimeout`.
+    case supernodeUnreachable([SupernodeAddress])
+    /// The UDP socket could not be bound.
+    case bindFailed(host: String, port: UInt16, reason: String)
+    /// The checkpoint refused the request (the failure's code says why; nothing changed there).
+    case refused(ControlFailure)
+    /// No answer in time to this operation; the peer reconnects by itself, try again later.
+    case timedOut(String)
+    /// Metadata over a limit or with a bad key.
+    case invalidMetadata(MetadataError)
+    /// An argument over a protocol limit (the text says which).
+    case invalidArgument(String)
+    /// A message over `ControlLimits.maximumMessageBytes`.
+    case messageTooLarge(bytes: Int)
+    /// Too many unfinished calls (the text says which limit); wait for some to finish.
+    case busy(String)
+    /// The checkpoint refused the registration itself (e.g. a bad signature): retrying will not help.
+    case registrationRefused(ControlFailure)
+    /// Another process registered this identity; this peer stopped.
+    case superseded
+    /// The checkpoint answered something that does not fit the request.
+    case protocolViolation(String)
+    /// The peer is stopped (`stop()`, superseded, or its socket closed).
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .noSupernodes:
+            return "no supernode address given; pass at least one peerway://<key>@host:port"
+        case .cannotResolve(let failures):
+            let list = failures.map { "\($0.key.host): \($0.value)" }.sorted().joined(separator: "; ")
+            return "cannot resolve any supernode (\(list)); check the host names and DNS"
+        case .supernodeUnreachable(let addresses):
+            return "no supernode answered (\(addresses.map(\.description).joined(separator: ", "))); check that one runs and that UDP reaches it, and that the key in its address is right"
+        case .bindFailed(let host, let port, let reason):
+            return "cannot bind the peer's UDP socket to \(host):\(port): \(reason)"
+        case .refused(let failure):
+            return "the checkpoint refused the request (\(failure.code)): \(failure.text)"
+        case .timedOut(let what):
+            return "\(what) got no answer in time; the peer keeps reconnecting, try again later"
+        case .invalidMetadata(let error):
+            return "\(error)"
+        case .invalidArgument(let why):
+            return "invalid argument: \(why)"
+        case .messageTooLarge(let bytes):
+            return "message of \(bytes) bytes is over the \(ControlLimits.maximumMessageBytes)-byte limit; split it"
+        case .busy(let why):
+            return "too many unfinished calls: \(why)"
+        case .registrationRefused(let failure):
+            return "the checkpoint refused the registration (\(failure.code)): \(failure.text)"
+        case .superseded:
+            return "this identity registered from another process, which replaced this peer; it stopped"
+        case .protocolViolation(let what):
+            return "protocol violation by the checkpoint: \(what)"
+        case .stopped:
+            return "the peer is stopped"
+        }
+    }
+}
+
+/// What the checkpoint knows about a peer.
+public struct PeerInfo: Equatable, Sendable {
+    public var id: PeerID
+    /// Whether it is registered now (when not, the other fields are empty).
+    public var online: Bool
+    /// Its public endpoint as its checkpoint sees it.
+    public var observed: PeerEndpoint?
+    /// Its own interface addresses.
+    public var candidates: [PeerEndpoint]
+    public var metadata: PeerMetadata
+
+    public init(id: PeerID, online: Bool, observed: PeerEndpoint?, candidates: [PeerEndpoint], metadata: PeerMetadata) {
+        self.id = id
+        self.online = online
+        self.observed = observed
+        self.candidates = candidates
+        self.metadata = metadata
+    }
+}
+
+/// The answer to `Peer.requestConnection`.
+public enum ConnectionAnswer: Equatable, Sendable {
+    /// The peer accepted the negotiation named `requestID`.
+    case accepted(requestID: UInt64)
+    /// The peer refused, with its reason (may be empty).
+    case refused(reason: String)
+}
+
+/// Things that happen to a `Peer` without being asked for.
+public enum PeerEvent: Equatable, Sendable {
+    /// Registered for the first time: the public endpoint the supernode sees.
+    case registered(observed: PeerEndpoint, supernode: SupernodeAddress)
+    /// Registered again after a reconnection or an address change (watches were renewed).
+    case reregistered(observed: PeerEndpoint, supernode: SupernodeAddress)
+    /// Lost the supernode or could not reach one; the peer keeps trying by itself.
+    case disconnected(reason: String)
+    /// An instant message.
+    case message(from: PeerID, text: String)
+    /// A watched peer came online, went offline, expired, or changed its metadata.
+    case status(peer: PeerID, online: Bool, change: StatusEvent.Change, metadata: PeerMetadata)
+    /// Someone asks for a tunnel: answer with `Peer.answer(_:accept:reason:)`.
+    case connectRequest(IncomingConnectRequest)
+    /// The peer stopped; no event follows.
+    case stopped(CheckpointStopReason)
+}
+
+extension PeerError {
+    /// The error for a failed machine call; `what` names the operation.
+    init(_ error: CheckpointClientError, what: String) {
+        switch error {
+        case .refused(let failure): self = .refused(failure)
+        case .timedOut: self = .timedOut(what)
+        case .messageTooLarge(let bytes): self = .messageTooLarge(bytes: bytes)
+        case .invalidMetadata(let e): self = .invalidMetadata(e)
+        case .invalidArgument(let why): self = .invalidArgument(why)
+        case .queueFull(let limit): self = .busy("\(limit) messages already wait for this peer")
+        case .tooManyPendingCalls(let limit): self = .busy("\(limit) calls are unfinished")
+        case .unexpectedResponse(let kind): self = .protocolViolation("\(what) was answered with \(kind)")
+        case .stopped: self = .stopped
+        }
+    }
+}
