@@ -28,9 +28,13 @@ extension MetadataIndex {
 
         let estimate = root.isAnchored ? self.estimate(root, cap: count) : nil
         if let estimate, estimate.candidates == 0 { return ([], false) }
+        // Postings every match is in, checked before the peer's metadata is fetched.
+        guard let required = requiredPostings(root, skipping: nil) else { return ([], false) }
         let expectedScan = Double(need) * Double(count) / max(estimate?.matches ?? 1, 1)
         if estimate == nil || expectedScan <= Double(estimate!.candidates) {
             var budget = estimate?.candidates ?? Int.max
+            // A query of equality and presence terms only is decided by posting lookups alone.
+            let byPostings = postingPredicate(root)
             let start = after.map { cursor in order.firstPosition { $0.id > cursor } }
                 ?? order.firstPosition { _ in true }
             var exhausted = true
@@ -38,7 +42,13 @@ extension MetadataIndex {
                 if budget == 0 { exhausted = false; return false }
                 budget -= 1
                 resume = peer.id
-                if root.matches(metadataBySlot[Int(peer.slot)]) {
+                let matched: Bool
+                if let byPostings {
+                    matched = byPostings.matches(peer.slot)
+                } else {
+                    matched = required.allSatisfy { $0.contains(peer.slot) } && root.matches(metadataBySlot[Int(peer.slot)])
+                }
+                if matched {
                     found.append(peer.id)
                     if found.count == need { exhausted = false; return false }
                 }
@@ -49,7 +59,14 @@ extension MetadataIndex {
 
         var heap = PeerHeap(capacity: need - found.count)
         let exact = root.isExact
+        // An AND enumerates its most selective operand: intersect with the other operands'
+        // postings (hash lookups in small sets) before touching the peer's id or metadata.
+        var filters: [Posting] = []
+        if !exact, case .and(let operands) = root {
+            filters = requiredPostings(root, skipping: mostSelective(operands)) ?? []
+        }
         forEachCandidate(root) { slot in
+            for posting in filters where !posting.contains(slot) { return }
             let id = ids[Int(slot)]
             if let resume, id <= resume { return }
             guard heap.admits(id) else { return }
@@ -121,6 +138,74 @@ extension MetadataIndex {
         }
     }
 
+    /// The position of the anchored operand of an AND with the fewest candidates.
+    func mostSelective(_ operands: [QueryNode]) -> Int? {
+        var best: Int?
+        var bestCount = Int.max
+        for (i, operand) in operands.enumerated() where operand.isAnchored {
+            let n = estimate(operand, cap: bestCount).candidates
+            if n < bestCount { best = i; bestCount = n }
+        }
+        return best
+    }
+
+    /// The postings every match of `node` is in: those of its equality and presence terms (a
+    /// `!=` term's key presence), the node's own or its AND operands' except the one at
+    /// `skipping`. `nil` when one of them is empty: nothing matches.
+    func requiredPostings(_ node: QueryNode, skipping: Int?) -> [Posting]? {
+        var required: [Posting] = []
+        let operands: [QueryNode]
+        if case .and(let all) = node { operands = all } else { operands = [node] }
+        for (i, operand) in operands.enumerated() where i != skipping {
+            if case .term(let key, .notEqual) = operand {
+                guard let entry = keys[key] else { return nil }
+                required.append(.many(entry.present))
+            } else if case .some(let posting) = termPosting(operand) {
+                guard let posting else { return nil }
+                required.append(posting)
+            }
+        }
+        // Smallest first: the likeliest to reject.
+        return required.sorted { $0.count < $1.count }
+    }
+
+    /// `node` as posting lookups, when all its terms are equality or presence terms.
+    func postingPredicate(_ node: QueryNode) -> PostingPredicate? {
+        switch node {
+        case .all: return .all
+        case .term:
+            guard case .some(let posting) = termPosting(node) else { return nil }
+            return .posting(posting)
+        case .and(let operands):
+            var parts: [PostingPredicate] = []
+            for operand in operands {
+                guard let part = postingPredicate(operand) else { return nil }
+                parts.append(part)
+            }
+            return .and(parts)
+        case .or(let operands):
+            var parts: [PostingPredicate] = []
+            for operand in operands {
+                guard let part = postingPredicate(operand) else { return nil }
+                parts.append(part)
+            }
+            return .or(parts)
+        case .not(let operand):
+            return postingPredicate(operand).map { .not($0) }
+        }
+    }
+
+    /// For an equality or presence term, the posting of exactly its matches (`.some(nil)`:
+    /// none); `nil` for any other node.
+    func termPosting(_ node: QueryNode) -> Posting?? {
+        guard case .term(let key, let test) = node else { return nil }
+        switch test {
+        case .equal(let v): return .some(keys[key]?.postings[ValueKey(v)])
+        case .present: return .some(keys[key].map { .many($0.present) })
+        default: return nil
+        }
+    }
+
     /// Calls `body` once with every slot that may match `node` (an anchored node): a superset
     /// of the matches, exactly the matches when `node.isExact`.
     func forEachCandidate(_ node: QueryNode, _ body: (UInt32) -> Void) {
@@ -144,22 +229,24 @@ extension MetadataIndex {
                 }
             }
         case .and(let operands):
-            var best: QueryNode?
-            var bestCount = Int.max
-            for operand in operands where operand.isAnchored {
-                let n = estimate(operand, cap: bestCount).candidates
-                if n < bestCount { best = operand; bestCount = n }
-            }
-            if let best { forEachCandidate(best, body) }
+            if let best = mostSelective(operands) { forEachCandidate(operands[best], body) }
         case .or(let operands):
             // A candidate is yielded by the first operand it matches: each operand's candidates
             // are checked against it (unless exact) and against the operands before it.
+            // Equality and presence operands are tested by posting lookups, the others against
+            // the peer's metadata.
+            let postings = operands.map { termPosting($0) }
             for (i, operand) in operands.enumerated() {
                 let exact = operand.isExact
                 forEachCandidate(operand) { slot in
-                    let metadata = metadataBySlot[Int(slot)]
-                    if !exact && !operand.matches(metadata) { return }
-                    for earlier in operands[..<i] where earlier.matches(metadata) { return }
+                    var metadata: PeerMetadata?
+                    func matches(_ j: Int) -> Bool {
+                        if case .some(let posting) = postings[j] { return posting?.contains(slot) ?? false }
+                        if metadata == nil { metadata = metadataBySlot[Int(slot)] }
+                        return operands[j].matches(metadata!)
+                    }
+                    if !exact && !matches(i) { return }
+                    for earlier in 0..<i where matches(earlier) { return }
                     body(slot)
                 }
             }
@@ -215,6 +302,26 @@ extension QueryNode {
             return true
         case .and, .not: return false
         case .or: return true
+        }
+    }
+}
+
+/// A query resolved to the postings of its terms, evaluated per slot without the metadata.
+indirect enum PostingPredicate {
+    case all
+    /// `nil`: a term nobody matches.
+    case posting(Posting?)
+    case and([PostingPredicate])
+    case or([PostingPredicate])
+    case not(PostingPredicate)
+
+    func matches(_ slot: UInt32) -> Bool {
+        switch self {
+        case .all: return true
+        case .posting(let posting): return posting?.contains(slot) ?? false
+        case .and(let parts): return parts.allSatisfy { $0.matches(slot) }
+        case .or(let parts): return parts.contains { $0.matches(slot) }
+        case .not(let part): return !part.matches(slot)
         }
     }
 }

@@ -103,6 +103,13 @@ enum Posting: Sendable {
         }
     }
 
+    func contains(_ slot: UInt32) -> Bool {
+        switch self {
+        case .one(let only): return only == slot
+        case .many(let slots): return slots.contains(slot)
+        }
+    }
+
     func forEach(_ body: (UInt32) -> Void) {
         switch self {
         case .one(let slot): body(slot)
