@@ -96,7 +96,7 @@ struct QueryParserTests {
             (#"name="a\"#, QueryError(.badEscape, at: 7)),
             ("a=1 b=2", QueryError(.expected("AND, OR or the end of the query"), at: 4)),
             ("a=1)", QueryError(.expected("AND, OR or the end of the query"), at: 3)),
-            ("(a=1", QueryError(.expected("AND, OR or ')' closing the '(' at offset 0"), at: 4)),
+            ("(a=1", QueryError(.expected("AND, OR or ')' (to close the '(' at offset 0)"), at: 4)),
             ("a=1 AND", QueryError(.expected("a term (key and comparison, '*', '(' or NOT)"), at: 7)),
             ("a=1 AND OR b=1", QueryError(.expected("a term (key and comparison, '*', '(' or NOT)"), at: 8)),
             ("", QueryError(.expected("a term (key and comparison, '*', '(' or NOT)"), at: 0)),
@@ -110,6 +110,9 @@ struct QueryParserTests {
         }
         #expect(error("region=")?.description == "query: expected a value after '=' at offset 7")
         #expect(error("age>abc")?.description == "query: expected a finite number after '>', found 'abc' at offset 4")
+        #expect(error("NOT a=1")?.description
+            == "query: expected a positive term (key=value, key?, ...) combined by AND, which NOT only narrows at offset 0")
+        #expect(error("(a?")?.description == "query: expected AND, OR or ')' (to close the '(' at offset 0) at offset 3")
     }
 
     @Test func valueLimit() throws {

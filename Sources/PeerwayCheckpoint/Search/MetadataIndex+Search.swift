@@ -8,14 +8,16 @@ extension MetadataIndex {
     /// its postings how many candidates the query has (a term: its posting sizes, a range summed
     /// over its distinct values; AND: its smallest positive operand; OR: the sum) and how many
     /// matches (AND: operands' selectivities multiplied). Then either
-    /// - *enumeration*: walk the candidates (AND: only its most selective operand's, each checked
-    ///   against the peer's stored metadata; OR: each operand's, skipping peers an earlier operand
+    /// - *enumeration*: walk the candidates (AND: only its most selective operand's, intersected
+    ///   with the postings of its other equality and presence operands, the rest checked against
+    ///   the peer's stored metadata; OR: each operand's, skipping peers an earlier operand
     ///   matched, so none twice) and keep the `limit + 1` smallest PeerIDs after `after` in a
     ///   bounded max-heap: O(candidates · log limit), no sort of all matches; or
     /// - *ordered scan*, when matches are so many that the next `limit + 1` of them are expected
     ///   within fewer peers than there are candidates (`app=chat`, `*`): walk the peers in PeerID
-    ///   order from `after`, checking each, for at most as many peers as there are candidates;
-    ///   if that budget runs out, enumeration finishes from the last peer looked at. So a search
+    ///   order from `after`, checking each (by posting lookups alone when the query has only
+    ///   equality and presence terms), for at most as many peers as there are candidates; if
+    ///   that budget runs out, enumeration finishes from the last peer looked at. So a search
     ///   never costs much more than twice its enumeration.
     public func search(_ query: CheckpointQuery, after: PeerID?, limit: Int) -> (peers: [PeerID], more: Bool) {
         let root = query.root

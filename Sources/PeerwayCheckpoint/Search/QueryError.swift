@@ -55,13 +55,13 @@ public struct QueryError: Error, Equatable, Sendable, CustomStringConvertible {
         case .valueTooLong(let bytes):
             what = "value is \(bytes) bytes, longer than any metadata value (\(PeerMetadata.maximumValueBytes))"
         case .tooLong(let bytes):
-            what = "query is \(bytes) bytes; the limit is \(CheckpointQuery.maximumBytes), exceeded"
+            what = "expected at most \(CheckpointQuery.maximumBytes) bytes, found \(bytes)"
         case .tooDeep:
             what = "parentheses and NOT nest deeper than \(CheckpointQuery.maximumDepth)"
         case .tooManyTerms:
             what = "more than \(CheckpointQuery.maximumTerms) terms"
         case .noPositiveTerm:
-            what = "a positive term combined by AND (NOT alone would match almost every peer)"
+            what = "expected a positive term (key=value, key?, ...) combined by AND, which NOT only narrows"
         }
         return "query: \(what) at offset \(offset)"
     }

@@ -83,7 +83,7 @@ struct QueryParser {
             let inner = try parseOr(depth: depth + 1)
             skipSpace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ")") else {
-                throw QueryError(.expected("AND, OR or ')' closing the '(' at offset \(start)"), at: position)
+                throw QueryError(.expected("AND, OR or ')' (to close the '(' at offset \(start))"), at: position)
             }
             position += 1
             return inner
