@@ -2,9 +2,10 @@
 import Foundation
 import PackageDescription
 
-/// libFuzzer harness for the STUN decoder, kept out of the root package so that neither
-/// `swift build` nor `swift test` there ever compiles it. Build and run it with
-/// `scripts/fuzz-stun` (which passes `-sanitize=fuzzer,address -parse-as-library`).
+/// libFuzzer harnesses for the STUN decoder and the CHECKPOINT control codec, kept out of the
+/// root package so that neither `swift build` nor `swift test` there ever compiles them. Build
+/// and run them with `scripts/fuzz-stun` and `scripts/fuzz-control` (which pass
+/// `-sanitize=fuzzer,address -parse-as-library`).
 ///
 /// The root package is a path dependency, whose identity is its directory's name; compute it
 /// rather than assume the checkout is called "main".
@@ -34,6 +35,24 @@ let package = Package(
             name: "STUNFuzzSeeds",
             dependencies: [
                 .product(name: "PeerwaySTUN", package: rootIdentity),
+            ]
+        ),
+        // `LLVMFuzzerTestOneInput` for control packets and frames: decode, re-encode, compare.
+        .executableTarget(
+            name: "ControlDecoderFuzzer",
+            dependencies: [
+                "CLibFuzzer",
+                .product(name: "PeerwayCheckpoint", package: rootIdentity),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // Writes the control seed corpus (encoder output of every packet type and many frames).
+        .executableTarget(
+            name: "ControlFuzzSeeds",
+            dependencies: [
+                .product(name: "PeerwayCheckpoint", package: rootIdentity),
+                .product(name: "PeerwaySTUN", package: rootIdentity),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
     ]
