@@ -35,8 +35,10 @@ extension MetadataIndex {
         let expectedScan = Double(need) * Double(count) / max(estimate?.matches ?? 1, 1)
         if estimate == nil || expectedScan <= Double(estimate!.candidates) {
             var budget = estimate?.candidates ?? Int.max
-            // A query of equality and presence terms only is decided by posting lookups alone.
-            let byPostings = postingPredicate(root)
+            // Decide by posting lookups rather than metadata (a cache miss or two per peer)
+            // when the bitmaps of the query's ranges cost less than the metadata checks.
+            var rangeBudget = Int(min(expectedScan * Double(Self.rangeSlotsPerScannedPeer), Double(count)))
+            let byPostings = postingPredicate(root, rangeBudget: &rangeBudget)
             let start = after.map { cursor in order.firstPosition { $0.id > cursor } }
                 ?? order.firstPosition { _ in true }
             var exhausted = true
@@ -77,6 +79,11 @@ extension MetadataIndex {
         found += heap.sorted()
         return finish(found, limit: limit)
     }
+
+    /// Slots of prefix or numeric ranges an ordered scan puts in bitmaps per peer it expects to
+    /// examine: setting a bit costs about this much less than fetching and checking a peer's
+    /// metadata.
+    static var rangeSlotsPerScannedPeer: Int { 32 }
 
     private func finish(_ found: [PeerID], limit: Int) -> (peers: [PeerID], more: Bool) {
         (Array(found.prefix(limit)), found.count > limit)
@@ -171,29 +178,44 @@ extension MetadataIndex {
         return required.sorted { $0.count < $1.count }
     }
 
-    /// `node` as posting lookups, when all its terms are equality or presence terms.
-    func postingPredicate(_ node: QueryNode) -> PostingPredicate? {
+    /// `node` as posting lookups without the peers' metadata: equality and presence terms by
+    /// their postings, `!=` as presence less equality, and prefix and numeric ranges by a bitmap
+    /// of their slots built here, as long as these ranges hold at most `rangeBudget` slots in
+    /// all. `nil` when that budget does not suffice.
+    func postingPredicate(_ node: QueryNode, rangeBudget: inout Int) -> PostingPredicate? {
         switch node {
-        case .all: return .all
-        case .term:
-            guard case .some(let posting) = termPosting(node) else { return nil }
-            return .posting(posting)
-        case .and(let operands):
+        case .all:
+            return .all
+        case .term(let key, let test):
+            if case .some(let posting) = termPosting(node) { return .posting(posting) }
+            guard let entry = keys[key] else { return .posting(nil) }
+            if case .notEqual(let v) = test {
+                return .and([.posting(.many(entry.present)), .not(.posting(entry.postings[ValueKey(v)]))])
+            }
+            var size = 0
+            let budget = rangeBudget
+            entry.forEachValue(matching: test) { value in
+                size += entry.postings[value]!.count
+                return size <= budget
+            }
+            guard size <= budget else { return nil }
+            rangeBudget -= size
+            var bitmap = SlotBitmap(slots: ids.count)
+            entry.forEachValue(matching: test) { value in
+                entry.postings[value]!.forEach { bitmap.insert($0) }
+                return true
+            }
+            return .bitmap(bitmap)
+        case .and(let operands), .or(let operands):
             var parts: [PostingPredicate] = []
             for operand in operands {
-                guard let part = postingPredicate(operand) else { return nil }
+                guard let part = postingPredicate(operand, rangeBudget: &rangeBudget) else { return nil }
                 parts.append(part)
             }
-            return .and(parts)
-        case .or(let operands):
-            var parts: [PostingPredicate] = []
-            for operand in operands {
-                guard let part = postingPredicate(operand) else { return nil }
-                parts.append(part)
-            }
+            if case .and = node { return .and(parts) }
             return .or(parts)
         case .not(let operand):
-            return postingPredicate(operand).map { .not($0) }
+            return postingPredicate(operand, rangeBudget: &rangeBudget).map { .not($0) }
         }
     }
 
@@ -313,6 +335,8 @@ indirect enum PostingPredicate {
     case all
     /// `nil`: a term nobody matches.
     case posting(Posting?)
+    /// The slots of a range term.
+    case bitmap(SlotBitmap)
     case and([PostingPredicate])
     case or([PostingPredicate])
     case not(PostingPredicate)
@@ -321,10 +345,28 @@ indirect enum PostingPredicate {
         switch self {
         case .all: return true
         case .posting(let posting): return posting?.contains(slot) ?? false
+        case .bitmap(let bitmap): return bitmap.contains(slot)
         case .and(let parts): return parts.allSatisfy { $0.matches(slot) }
         case .or(let parts): return parts.contains { $0.matches(slot) }
         case .not(let part): return !part.matches(slot)
         }
+    }
+}
+
+/// A set of slots as one bit each.
+struct SlotBitmap {
+    private var words: [UInt64]
+
+    init(slots: Int) {
+        words = Array(repeating: 0, count: (slots + 63) / 64)
+    }
+
+    mutating func insert(_ slot: UInt32) {
+        words[Int(slot >> 6)] |= 1 << UInt64(slot & 63)
+    }
+
+    func contains(_ slot: UInt32) -> Bool {
+        words[Int(slot >> 6)] & (1 << UInt64(slot & 63)) != 0
     }
 }
 
