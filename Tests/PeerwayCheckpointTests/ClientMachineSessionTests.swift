@@ -57,6 +57,23 @@ struct ClientMachineSessionTests {
         #expect(cause == .addressChanged(from: old))
     }
 
+    @Test("a re-registration refused for a passing reason keeps the working session")
+    func reregistrationRefusedKeepsSession() {
+        var h = ClientHarness()
+        h.register()
+        let registered = h.machine.registration
+        h.advance(by: .seconds(25))
+        let keepalives = h.openSent()
+        guard let keepalive = keepalives.first else { Issue.record("no keepalive"); return }
+        h.push(.keepaliveAck(observed: PeerEndpoint(ip: .v4(0xC633_6409), port: 1)), id: keepalive.id)
+        let registers = h.openSent()
+        guard let register = registers.first else { Issue.record("no register"); return }
+        h.push(.error(ControlFailure(.rateLimited, "slow down")), id: register.id)
+        #expect(h.events.isEmpty)
+        #expect(h.machine.registration == registered)
+        #expect(h.takeSent().isEmpty)
+    }
+
     @Test("sessionUnknown: new handshake, re-register, watch list and pending calls sent again")
     func rehandshakeAfterSessionUnknown() throws {
         var h = ClientHarness()

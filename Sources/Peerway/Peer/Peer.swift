@@ -39,7 +39,7 @@ public final class Peer: Sendable {
     }
 
     /// Starts a peer: resolves the supernodes, binds the socket, handshakes and registers.
-    /// Returns once registered; the `.registered` event is the first in `events`.
+    /// Returns once registered; what happened meanwhile (failovers, `.registered`) is in `events`.
     ///
     /// - Parameters:
     ///   - identity: the key pair that makes this peer's id.

@@ -25,6 +25,7 @@ public struct PeerOptions: Sendable {
     /// The event loop group the peer's socket runs on.
     public var eventLoopGroup: any EventLoopGroup
 
+    /// Options with the defaults described on each property.
     public init(
         keepaliveSeconds: UInt16 = ControlLimits.defaultKeepaliveSeconds,
         localCandidates: [PeerEndpoint]? = nil,
@@ -82,6 +83,7 @@ public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The peer is stopped (`stop()`, superseded, or its socket closed).
     case stopped
 
+    /// What failed and what to do about it, in a sentence.
     public var description: String {
         switch self {
         case .noSupernodes:
@@ -119,6 +121,7 @@ public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// What the checkpoint knows about a peer.
 public struct PeerInfo: Equatable, Sendable {
+    /// The peer asked about.
     public var id: PeerID
     /// Whether it is registered now (when not, the other fields are empty).
     public var online: Bool
@@ -126,8 +129,10 @@ public struct PeerInfo: Equatable, Sendable {
     public var observed: PeerEndpoint?
     /// Its own interface addresses.
     public var candidates: [PeerEndpoint]
+    /// Its published metadata.
     public var metadata: PeerMetadata
 
+    /// Info with these values.
     public init(id: PeerID, online: Bool, observed: PeerEndpoint?, candidates: [PeerEndpoint], metadata: PeerMetadata) {
         self.id = id
         self.online = online

@@ -48,11 +48,14 @@ public enum CheckpointClientLimits {
 /// A send schedule: sends at 0, `initialInterval`, then doubling gaps capped at
 /// `maximumInterval`, until `timeout` after the first send.
 public struct CheckpointClientBackoff: Hashable, Sendable {
+    /// Gap between the first and the second send.
     public var initialInterval: TimeAmount
+    /// Largest gap between two sends (the doubling stops here).
     public var maximumInterval: TimeAmount
     /// Time from the first send after which the exchange gives up.
     public var timeout: TimeAmount
 
+    /// A schedule; `maximumInterval` is raised to `initialInterval` if smaller.
     public init(initialInterval: TimeAmount, maximumInterval: TimeAmount, timeout: TimeAmount) {
         self.initialInterval = initialInterval
         self.maximumInterval = max(initialInterval, maximumInterval)

@@ -375,15 +375,18 @@ public struct CheckpointClientMachine: Sendable {
 
     private mutating func registerAnswered(_ frame: ControlFrame, now: NIODeadline) {
         guard case .registered(let confirmed) = frame else {
+            let isRegistered = registration != nil
             guard case .error(let failure) = frame else {
                 statistics.unexpected += 1
-                return attemptFailedOrLost(.registrationFailed(ControlFailure(.badRequest, "unexpected \(frame.kind) answer to register")), now: now)
+                if !isRegistered { attemptFailed(now: now) }
+                return
             }
             switch failure.code {
             case .badSignature, .badRequest, .tooLarge:
                 finish(.registrationRefused(failure))
             default:
-                attemptFailedOrLost(.registrationFailed(failure), now: now)
+                // After an address change the session still works: keep it, retry at the next keepalive.
+                if !isRegistered { attemptFailed(now: now, reason: .registrationFailed(failure)) }
             }
             return
         }
@@ -411,14 +414,6 @@ public struct CheckpointClientMachine: Sendable {
             output.append(.event(.reregistered(registration, cause: .addressChanged(from: previous?.observed ?? confirmed.observed))))
         default:
             break
-        }
-    }
-
-    private mutating func attemptFailedOrLost(_ reason: CheckpointDisconnectReason, now: NIODeadline) {
-        if case .registered = state {
-            sessionLost(reason, now: now)
-        } else {
-            attemptFailed(now: now, reason: reason)
         }
     }
 

@@ -22,6 +22,7 @@ public struct CheckpointClientConfiguration: Sendable {
     /// A connection request without an answer fails after this long.
     public var connectAnswerTimeout: TimeAmount
 
+    /// A configuration with the protocol's default intervals and timeouts.
     public init(
         identity: PeerIdentity,
         supernodes: [SupernodeAddress],
@@ -45,10 +46,13 @@ public struct CheckpointClientConfiguration: Sendable {
 
 /// Names one API call of a `CheckpointClientMachine`; its `.completed` action carries it.
 public struct CheckpointRequestToken: Hashable, Sendable, CustomStringConvertible {
+    /// Unique per machine, increasing.
     public let rawValue: UInt64
 
+    /// A token with this number (tests; the machine makes its own).
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 
+    /// `call #n`.
     public var description: String { "call #\(rawValue)" }
 }
 
@@ -56,6 +60,7 @@ public struct CheckpointRequestToken: Hashable, Sendable, CustomStringConvertibl
 public enum CheckpointClientResponse: Equatable, Sendable {
     /// `publish`, `unwatch`, `answerConnect`: done.
     case done
+    /// Where and how the peer is.
     case lookup(LookupResult)
     /// One page of results; `next` continues it.
     case search(SearchResult)
@@ -88,6 +93,8 @@ public enum CheckpointClientError: Error, Equatable, Sendable, CustomStringConve
     /// The machine stopped (`stop()`, or the identity registered elsewhere) before it completed.
     case stopped
 
+    /// A readable sentence saying what happened.
+
     public var description: String {
         switch self {
         case .refused(let f): return "the checkpoint refused the request (\(f.code)): \(f.text)"
@@ -105,6 +112,7 @@ public enum CheckpointClientError: Error, Equatable, Sendable, CustomStringConve
 
 /// A registration as the checkpoint confirmed it.
 public struct CheckpointRegistration: Equatable, Sendable {
+    /// This peer's id, as the checkpoint derived it from the registered key.
     public var peer: PeerID
     /// The public endpoint the checkpoint sees this peer at.
     public var observed: PeerEndpoint
@@ -113,6 +121,7 @@ public struct CheckpointRegistration: Equatable, Sendable {
     /// Index of the supernode registered with.
     public var supernode: Int
 
+    /// A registration with these values.
     public init(peer: PeerID, observed: PeerEndpoint, keepaliveSeconds: UInt16, supernode: Int) {
         self.peer = peer
         self.observed = observed
@@ -142,6 +151,8 @@ public enum CheckpointDisconnectReason: Equatable, Sendable, CustomStringConvert
     /// The supernode refused the registration for a reason worth retrying (e.g. rate limited).
     case registrationFailed(ControlFailure)
 
+    /// A readable sentence saying what happened.
+
     public var description: String {
         switch self {
         case .supernodeUnreachable(let i): return "supernode #\(i) did not complete a handshake"
@@ -162,6 +173,8 @@ public enum CheckpointStopReason: Equatable, Sendable, CustomStringConvertible {
     /// The checkpoint refused the registration itself (bad signature, malformed): retrying
     /// would not help.
     case registrationRefused(ControlFailure)
+
+    /// A readable sentence saying what happened.
 
     public var description: String {
         switch self {
@@ -224,5 +237,6 @@ public struct CheckpointClientStatistics: Equatable, Sendable {
     /// Handshakes begun.
     public var handshakes = 0
 
+    /// All counters zero.
     public init() {}
 }
