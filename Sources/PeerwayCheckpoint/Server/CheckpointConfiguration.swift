@@ -42,8 +42,9 @@ public struct CheckpointConfiguration: Sendable {
     public static let pushLifetimeMillis: UInt64 = 10_000
     /// Messages one sender may have in flight at once.
     public static let maximumMessagesInFlightPerSender = 256
-    /// Milliseconds the outcome of a finished message is remembered to answer retransmissions.
-    public static let messageOutcomeMemoryMillis: UInt64 = 30_000
+    /// Milliseconds the outcome of a finished message is remembered to answer the sender's
+    /// retransmissions (longer than a client keeps retransmitting one request).
+    public static let messageOutcomeMemoryMillis: UInt64 = 20_000
     /// Milliseconds a connection request waits for the callee's answer.
     public static let connectAnswerTimeoutMillis: UInt64 = 60_000
     /// Milliseconds an answered negotiation is remembered to answer retransmitted answers.

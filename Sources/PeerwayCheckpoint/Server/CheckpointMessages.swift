@@ -20,7 +20,7 @@ extension CheckpointMachine {
             return
         }
         if let done = recentOutcomes[key] {
-            respond(.messageOutcome(MessageOutcome(to: message.to, messageID: message.messageID, outcome: done.outcome)),
+            respond(.messageOutcome(MessageOutcome(to: message.to, messageID: message.messageID, outcome: done)),
                     id: id, session: sid, into: &out)
             return
         }
@@ -44,7 +44,9 @@ extension CheckpointMachine {
     }
 
     private mutating func remember(_ key: SenderMessageKey, _ outcome: MessageOutcome.Outcome, ms: UInt64) {
-        recentOutcomes[key] = (outcome, ms + CheckpointConfiguration.messageOutcomeMemoryMillis)
+        if recentOutcomes.updateValue(outcome, forKey: key) == nil {
+            outcomeOrder.append((key, ms + CheckpointConfiguration.messageOutcomeMemoryMillis))
+        }
     }
 
     /// A push was acknowledged.
