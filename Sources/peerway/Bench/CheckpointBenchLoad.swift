@@ -187,8 +187,9 @@ struct CheckpointLoad {
         c = configuration
         n = configuration.peers
         let k = max(1, min(configuration.sockets, n))
-        block = (n + k - 1) / k
-        socketCount = (n + block - 1) / block
+        let perSocket = (configuration.peers + k - 1) / k
+        block = perSocket
+        socketCount = (n + perSocket - 1) / perSocket
         checkpointKey = configuration.server
         let batch = CheckpointLoadConfiguration.batch
         sendBuffers = .allocate(byteCount: batch * ControlLimits.maximumDatagramBytes, alignment: 16)
@@ -201,7 +202,7 @@ struct CheckpointLoad {
         hsTries = Array(repeating: 0, count: socketCount)
         hsInitiator = Array(repeating: nil, count: socketCount)
         hsRegister = Array(repeating: nil, count: socketCount)
-        blockCursor = (0..<socketCount).map { $0 * block }
+        blockCursor = (0..<((configuration.peers + perSocket - 1) / perSocket)).map { $0 * perSocket }
         redo = Array(repeating: [], count: socketCount)
         isIdle = Array(repeating: true, count: socketCount)
         idleSockets = (0..<Int32(socketCount)).reversed()
