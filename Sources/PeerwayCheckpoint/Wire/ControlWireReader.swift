@@ -154,6 +154,11 @@ enum ControlUTF8 {
         var i = 0
         let n = bytes.count
         while i < n {
+            // Eight ASCII bytes at a time, the common case.
+            if i + 8 <= n, bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+                i += 8
+                continue
+            }
             let b0 = bytes[i]
             if b0 < 0x80 {
                 i += 1
