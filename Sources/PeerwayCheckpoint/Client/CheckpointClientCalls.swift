@@ -221,4 +221,81 @@ extension CheckpointClientMachine {
         messages.waiting[peer] = waiting.isEmpty ? nil : waiting
         startMessage(token: next.token, text: next.text, to: peer, now: now)
     }
+
+    // MARK: bookkeeping
+
+    /// Drops the session's own requests and holds the calls until the next registration.
+    mutating func holdRequests() {
+        for (id, request) in requests {
+            switch request.purpose {
+            case .register, .keepalive, .rewatch, .unregister:
+                requests[id] = nil
+            case .call, .message:
+                requests[id]?.sends = 0
+                requests[id]?.nextSendAt = nil
+            }
+        }
+    }
+
+    mutating func rewatch(now: NIODeadline) {
+        let peers = watchedPeers.sorted()
+        var start = 0
+        while start < peers.count {
+            let batch = Array(peers[start..<min(start + ControlLimits.maximumWatchBatch, peers.count)])
+            issue(.watch(batch), purpose: .rewatch, deadline: now + configuration.requestTimeout, now: now)
+            start += batch.count
+        }
+    }
+
+    mutating func makeToken() -> CheckpointRequestToken {
+        defer { nextToken += 1 }
+        return CheckpointRequestToken(rawValue: nextToken)
+    }
+
+    mutating func complete(_ token: CheckpointRequestToken, _ result: Result<CheckpointClientResponse, CheckpointClientError>) {
+        output.append(.completed(token, result))
+    }
+
+    /// Calls unfinished now (requests, messages, connection requests awaiting their answer).
+    var pendingCalls: Int {
+        requests.values.reduce(0) { n, r in
+            if case .call = r.purpose { return n + 1 }
+            return n
+        } + messages.count + connectWaits.count
+    }
+
+    mutating func failAllCalls() {
+        var tokens: [CheckpointRequestToken] = []
+        for (id, request) in requests {
+            switch request.purpose {
+            case .call(let token):
+                tokens.append(token)
+                requests[id] = nil
+            case .message:
+                requests[id] = nil
+            default:
+                break
+            }
+        }
+        tokens += messages.inFlight.values.map(\.token) + messages.waiting.values.flatMap { $0.map(\.token) }
+        tokens += connectWaits.values.map(\.token)
+        messages = ClientMessages()
+        connectWaits = [:]
+        for token in tokens.sorted(by: { $0.rawValue < $1.rawValue }) { complete(token, .failure(.stopped)) }
+    }
+
+    static func clampKeepalive(_ seconds: UInt16) -> UInt16 {
+        min(max(seconds, ControlLimits.keepaliveSecondsRange.lowerBound), ControlLimits.keepaliveSecondsRange.upperBound)
+    }
+
+    /// Completes the messages and connection requests whose time is up.
+    mutating func expireCalls(now: NIODeadline) {
+        for (to, message) in messages.inFlight.sorted(by: { $0.value.token.rawValue < $1.value.token.rawValue }) where now >= message.deadline {
+            finishMessage(to: to, .success(.messageOutcome(.timedOut)), now: now)
+        }
+        for (key, wait) in connectWaits.sorted(by: { $0.value.token.rawValue < $1.value.token.rawValue }) where now >= wait.deadline {
+            connectWaits[key] = nil
+            complete(wait.token, .failure(.timedOut))
+        }
+    }
 }

@@ -62,8 +62,8 @@ public struct CheckpointClientMachine: Sendable {
     var requests: [UInt32: ClientRequest] = [:]
     var messages = ClientMessages()
     var connectWaits: [ClientConnectKey: ClientConnectWait] = [:]
-    private var nextToken: UInt64 = 1
-    private var nextTransaction: UInt32 = 1
+    var nextToken: UInt64 = 1
+    var nextTransaction: UInt32 = 1
     var nextMessageID: UInt64 = 1
     var nextConnectRequestID: UInt64 = 1
     /// The wake-up last asked for (not asked again while unchanged).
@@ -71,7 +71,7 @@ public struct CheckpointClientMachine: Sendable {
     /// Actions of the input being handled.
     var output: [CheckpointClientAction] = []
     /// What was dropped or repeated so far.
-    public private(set) var statistics = CheckpointClientStatistics()
+    public internal(set) var statistics = CheckpointClientStatistics()
 
     /// - Precondition: `configuration.supernodes` is not empty.
     public init(configuration: CheckpointClientConfiguration) {
@@ -107,6 +107,18 @@ public struct CheckpointClientMachine: Sendable {
         switch state {
         case .stopping, .stopped: true
         default: false
+        }
+    }
+
+    /// Where the machine stands, without the state's payload (for the other files of the machine).
+    var phase: ClientPhase {
+        switch state {
+        case .idle: .idle
+        case .handshaking: .handshaking
+        case .registering: .registering
+        case .registered: .registered
+        case .stopping: .stopping
+        case .stopped: .stopped
         }
     }
 
@@ -202,13 +214,7 @@ public struct CheckpointClientMachine: Sendable {
                 issue(.keepalive, purpose: .keepalive, deadline: now + configuration.requestTimeout, now: now)
             }
         }
-        for (to, message) in messages.inFlight.sorted(by: { $0.value.token.rawValue < $1.value.token.rawValue }) where now >= message.deadline {
-            finishMessage(to: to, .success(.messageOutcome(.timedOut)), now: now)
-        }
-        for (key, wait) in connectWaits.sorted(by: { $0.value.token.rawValue < $1.value.token.rawValue }) where now >= wait.deadline {
-            connectWaits[key] = nil
-            complete(wait.token, .failure(.timedOut))
-        }
+        expireCalls(now: now)
         return flush()
     }
 
@@ -240,7 +246,7 @@ public struct CheckpointClientMachine: Sendable {
 
     /// A handshake or registration attempt failed: try again, moving on to the next supernode
     /// after `handshakeAttemptsPerSupernode` failures.
-    private mutating func attemptFailed(now: NIODeadline, reason: CheckpointDisconnectReason? = nil) {
+    mutating func attemptFailed(now: NIODeadline, reason: CheckpointDisconnectReason? = nil) {
         if let reason { output.append(.event(.disconnected(reason))) }
         failedAttempts += 1
         if failedAttempts >= CheckpointClientLimits.handshakeAttemptsPerSupernode {
@@ -253,27 +259,14 @@ public struct CheckpointClientMachine: Sendable {
     }
 
     /// A registered session is gone: report it and make a new one at the same supernode.
-    private mutating func sessionLost(_ reason: CheckpointDisconnectReason, now: NIODeadline) {
+    mutating func sessionLost(_ reason: CheckpointDisconnectReason, now: NIODeadline) {
         output.append(.event(.disconnected(reason)))
         failedAttempts = 0
         holdRequests()
         beginHandshake(now: now)
     }
 
-    /// Drops the session's own requests and holds the calls until the next registration.
-    private mutating func holdRequests() {
-        for (id, request) in requests {
-            switch request.purpose {
-            case .register, .keepalive, .rewatch, .unregister:
-                requests[id] = nil
-            case .call, .message:
-                requests[id]?.sends = 0
-                requests[id]?.nextSendAt = nil
-            }
-        }
-    }
-
-    private mutating func sendRegister(now: NIODeadline) {
+    mutating func sendRegister(now: NIODeadline) {
         guard let s = session else { return }
         var request = RegisterRequest(
             publicKey: Array(configuration.identity.publicKey.rawRepresentation),
@@ -288,7 +281,7 @@ public struct CheckpointClientMachine: Sendable {
         issue(.register(request), purpose: .register, deadline: now + configuration.requestTimeout, now: now)
     }
 
-    private mutating func finish(_ reason: CheckpointStopReason) {
+    mutating func finish(_ reason: CheckpointStopReason) {
         failAllCalls()
         requests.removeAll()
         state = .stopped
@@ -318,7 +311,7 @@ public struct CheckpointClientMachine: Sendable {
         }
     }
 
-    private mutating func sendSealed(_ frame: ControlFrame, id: UInt32) {
+    mutating func sendSealed(_ frame: ControlFrame, id: UInt32) {
         guard var s = session else { return }
         let bytes = s.seal(frame, id: id)
         session = s
@@ -417,131 +410,7 @@ public struct CheckpointClientMachine: Sendable {
         }
     }
 
-    private mutating func keepaliveAnswered(_ frame: ControlFrame, now: NIODeadline) {
-        guard case .keepaliveAck(let observed) = frame else {
-            statistics.unexpected += 1
-            return
-        }
-        guard let registered = registration?.observed, observed != registered,
-              !requests.values.contains(where: { $0.purpose == .register }) else { return }
-        sendRegister(now: now)
-    }
-
-    private mutating func rewatch(now: NIODeadline) {
-        let peers = watchedPeers.sorted()
-        var start = 0
-        while start < peers.count {
-            let batch = Array(peers[start..<min(start + ControlLimits.maximumWatchBatch, peers.count)])
-            issue(.watch(batch), purpose: .rewatch, deadline: now + configuration.requestTimeout, now: now)
-            start += batch.count
-        }
-    }
-
-    // MARK: requests
-
-    /// Records a request and sends it if the session allows it now.
-    @discardableResult
-    mutating func issue(_ frame: ControlFrame, purpose: ClientRequest.Purpose, deadline: NIODeadline, now: NIODeadline) -> UInt32 {
-        let id = nextTransaction
-        nextTransaction = nextTransaction == .max ? 1 : nextTransaction + 1
-        requests[id] = ClientRequest(purpose: purpose, frame: frame, deadline: deadline)
-        if canSend(purpose) { transmit(id, now: now) }
-        return id
-    }
-
-    private func canSend(_ purpose: ClientRequest.Purpose) -> Bool {
-        switch state {
-        case .registered: purpose != .unregister
-        case .registering: purpose == .register
-        case .stopping: purpose == .unregister
-        case .idle, .handshaking, .stopped: false
-        }
-    }
-
-    private mutating func transmit(_ id: UInt32, now: NIODeadline) {
-        guard var request = requests[id] else { return }
-        request.sends += 1
-        if request.sends > 1 { statistics.retransmissions += 1 }
-        request.nextSendAt = now + CheckpointClientBackoff.request(timeout: configuration.requestTimeout).interval(afterSend: request.sends)
-        requests[id] = request
-        sendSealed(request.frame, id: id)
-    }
-
-    private mutating func sendHeldRequests(now: NIODeadline) {
-        for id in requests.keys.sorted() where requests[id]?.sends == 0 {
-            if let purpose = requests[id]?.purpose, canSend(purpose) { transmit(id, now: now) }
-        }
-    }
-
-    /// Retransmits what is due and times out what is over its deadline.
-    private mutating func fireRequests(now: NIODeadline) {
-        for id in requests.keys.sorted() {
-            guard let request = requests[id] else { continue }
-            if now >= request.deadline {
-                requests[id] = nil
-                timedOut(request, now: now)
-            } else if let due = request.nextSendAt, now >= due, canSend(request.purpose) {
-                transmit(id, now: now)
-            }
-        }
-    }
-
-    private mutating func timedOut(_ request: ClientRequest, now: NIODeadline) {
-        switch request.purpose {
-        case .register:
-            if case .registered = state { sessionLost(.keepaliveTimedOut, now: now) } else { attemptFailed(now: now) }
-        case .keepalive:
-            sessionLost(.keepaliveTimedOut, now: now)
-        case .rewatch:
-            break
-        case .unregister:
-            finish(.requested)
-        case .call(let token):
-            complete(token, .failure(.timedOut))
-        case .message(let to):
-            messages.inFlight[to]?.transaction = nil
-            finishMessage(to: to, .success(.messageOutcome(.timedOut)), now: now)
-        }
-    }
-
     // MARK: completions
-
-    mutating func makeToken() -> CheckpointRequestToken {
-        defer { nextToken += 1 }
-        return CheckpointRequestToken(rawValue: nextToken)
-    }
-
-    mutating func complete(_ token: CheckpointRequestToken, _ result: Result<CheckpointClientResponse, CheckpointClientError>) {
-        output.append(.completed(token, result))
-    }
-
-    /// Calls unfinished now (requests, messages, connection requests awaiting their answer).
-    var pendingCalls: Int {
-        requests.values.reduce(0) { n, r in
-            if case .call = r.purpose { return n + 1 }
-            return n
-        } + messages.count + connectWaits.count
-    }
-
-    private mutating func failAllCalls() {
-        var tokens: [CheckpointRequestToken] = []
-        for (id, request) in requests {
-            switch request.purpose {
-            case .call(let token):
-                tokens.append(token)
-                requests[id] = nil
-            case .message:
-                requests[id] = nil
-            default:
-                break
-            }
-        }
-        tokens += messages.inFlight.values.map(\.token) + messages.waiting.values.flatMap { $0.map(\.token) }
-        tokens += connectWaits.values.map(\.token)
-        messages = ClientMessages()
-        connectWaits = [:]
-        for token in tokens.sorted(by: { $0.rawValue < $1.rawValue }) { complete(token, .failure(.stopped)) }
-    }
 
     /// Appends the wake-up for the earliest deadline (when it changed) and hands out the actions.
     mutating func flush() -> [CheckpointClientAction] {
@@ -574,7 +443,5 @@ public struct CheckpointClientMachine: Sendable {
         return deadlines.min()
     }
 
-    static func clampKeepalive(_ seconds: UInt16) -> UInt16 {
-        min(max(seconds, ControlLimits.keepaliveSecondsRange.lowerBound), ControlLimits.keepaliveSecondsRange.upperBound)
-    }
+
 }
