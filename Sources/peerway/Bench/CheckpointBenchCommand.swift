@@ -37,6 +37,7 @@ struct CheckpointBenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("message-duration"), help: "Seconds of the message phase.") var messageDuration = 10.0
     @Option(name: .customLong("message-bytes"), help: "Bytes of text per message.") var messageBytes = 64
     @Flag(name: .long, help: "Register one metadata entry per peer (name=peer-N) instead of none.") var metadata = false
+    @Option(name: .customLong("handshake-timeout"), help: "Seconds before a hello or register is sent again (at least 4x the smoothed answer time).") var handshakeTimeout = 2.0
     @Option(name: .customLong("register-timeout"), help: "Longest registering phase, in seconds.") var registerTimeout = 600.0
     @Option(name: .long, help: "Overall deadline in seconds (default: register timeout + phases + 60).") var deadline: Double?
     @Flag(name: .customLong("spawn"), inversion: .prefixedNo, help: "Start the supernode here (default) or use --supernode.") var spawn = true
@@ -65,6 +66,7 @@ struct CheckpointBenchCommand: AsyncParsableCommand {
         guard messagePairs >= 0, messageRate >= 0, (0...ControlLimits.maximumMessageBytes).contains(messageBytes) else {
             throw ValidationError("--message-pairs, --message-rate must be >= 0, --message-bytes 0-\(ControlLimits.maximumMessageBytes)")
         }
+        guard handshakeTimeout >= 0.1, handshakeTimeout <= 60 else { throw ValidationError("--handshake-timeout must be within 0.1-60 seconds") }
         guard registerTimeout > 0, registerTimeout <= 7200 else { throw ValidationError("--register-timeout must be within (0, 7200] seconds") }
         if !spawn && supernode == nil { throw ValidationError("--no-spawn needs --supernode peerway://KEY@HOST:PORT") }
     }
@@ -106,6 +108,7 @@ struct CheckpointBenchCommand: AsyncParsableCommand {
         config.messageBytes = messageBytes
         config.metadata = metadata
         config.registerTimeout = registerTimeout
+        config.handshakeTimeout = handshakeTimeout
         config.deadline = deadline ?? (registerTimeout + duration + messageDuration + 60)
         config.progress = note
         var load = try CheckpointLoad(config)

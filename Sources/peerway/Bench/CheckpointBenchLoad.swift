@@ -147,6 +147,10 @@ struct CheckpointLoad {
     var idleSockets: [Int32] = []
     var isIdle: [Bool]
     var activeHandshakes = 0
+    /// Smoothed answer time of a handshake step (nanoseconds): the retransmission timeout is
+    /// `handshakeTimeout` or 4 times this, whichever is longer, so a server that is slow to
+    /// answer is not sent retransmissions it would have to answer too.
+    var stepNanos = 0.0
 
     // Per peer.
     /// 0 not registered, 1 registering, 2 registered, 3 refused.
@@ -393,7 +397,7 @@ struct CheckpointLoad {
 
     /// Retransmits hellos and registers that got no answer in time.
     mutating func retransmitHandshakes(now: UInt64) {
-        let timeout = UInt64(c.handshakeTimeout * 1e9)
+        let timeout = UInt64(max(c.handshakeTimeout * 1e9, 4 * stepNanos))
         for s in 0..<socketCount where hsStage[s] != 0 && now &- hsSentAt[s] > timeout {
             hsTries[s] += 1
             let p = Int(hsPeer[s])
@@ -417,8 +421,16 @@ struct CheckpointLoad {
         }
     }
 
+    /// Feeds the answer time of socket `s`'s current step into `stepNanos` (first tries only).
+    mutating func timeStep(_ s: Int, now: UInt64) {
+        guard hsTries[s] == 0 else { return }
+        let t = Double(now &- hsSentAt[s])
+        stepNanos = stepNanos == 0 ? t : 0.99 * stepNanos + 0.01 * t
+    }
+
     mutating func acceptCookie(_ cookie: ControlCookie, socket s: Int, now: UInt64) {
         guard hsStage[s] == 1 || hsStage[s] == 2, var initiator = hsInitiator[s], initiator.accept(cookie) else { return }
+        timeStep(s, now: now)
         hsInitiator[s] = initiator
         hsStage[s] = 2
         sendHello(s, now: now)
@@ -431,6 +443,7 @@ struct CheckpointLoad {
             result.authenticationFailures += 1
             return
         }
+        timeStep(s, now: now)
         let p = Int(hsPeer[s])
         sessionIDs[p] = reply.sessionID
         sendKeys[p] = keys.peerToCheckpoint

@@ -52,7 +52,7 @@ extension CheckpointLoad {
             return (s.map { 100 * ($0 - phaseServerCPU) / seconds } ?? -1, g.map { 100 * ($0 - phaseGeneratorCPU) / seconds } ?? -1)
         }
 
-        c.progress("registering \(n) peers over \(socketCount) sockets (127.2.0.1-\(STUNAddressText(socketIPs.last ?? 0))), at most \(c.handshakesInFlight) in flight, keepalive every \(c.keepaliveSeconds) s")
+        c.progress("registering \(n) peers over \(socketCount) sockets (127.2.0.1-\(STUNAddressText(socketIPs.last ?? 0))), at most \(min(c.handshakesInFlight, socketCount)) in flight, keepalive every \(c.keepaliveSeconds) s")
         while phase != .done {
             let now = monotonicNow()
             if now >= deadline {
@@ -146,9 +146,9 @@ extension CheckpointLoad {
                 let cpuText = cpu >= 0 ? String(format: "  server CPU %.0f%%", cpu) : ""
                 switch phase {
                 case .registering:
-                    c.progress(String(format: "  %.0fs registered %d/%d  %.0f/s  in flight %d  retransmits %d%@%@",
+                    c.progress(String(format: "  %.0fs registered %d/%d  %.0f/s  in flight %d  step %.0f ms  retransmits %d%@%@",
                                       Double(now - start) / 1e9, registered, n, Double(registered - lastProgressRegistered) / seconds,
-                                      activeHandshakes, result.handshakeRetransmits + result.registerRetransmits, cpuText as NSString, rss as NSString))
+                                      activeHandshakes, stepNanos / 1e6, result.handshakeRetransmits + result.registerRetransmits, cpuText as NSString, rss as NSString))
                 default:
                     c.progress(String(format: "  %.0fs %@: keepalive acks %.0f/s  messages %.0f/s%@%@",
                                       Double(now - start) / 1e9, phase.rawValue as NSString, Double(keepaliveAcks - lastProgressAcks) / seconds,

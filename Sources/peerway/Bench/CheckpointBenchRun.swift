@@ -89,7 +89,10 @@ extension CheckpointLoad {
                 registered += 1
                 lastRegistrationAt = now
             }
-            if hsPeer[s] == p32, hsStage[s] == 3 { endHandshake(s) }
+            if hsPeer[s] == p32, hsStage[s] == 3 {
+                timeStep(s, now: now)
+                endHandshake(s)
+            }
         case .keepaliveAck:
             keepaliveAcks += 1
             if keepaliveSentAt[p] != 0, envelope.id == keepaliveIDs[p] {

@@ -102,6 +102,14 @@ final class SpawnedCheckpoint {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+        spawnedCheckpointPID = process.processIdentifier
+        // Interrupted or terminated, the bench takes its server with it.
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig) { s in
+                if spawnedCheckpointPID > 0 { kill(spawnedCheckpointPID, SIGKILL) }
+                _exit(128 + s)
+            }
+        }
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -128,9 +136,13 @@ final class SpawnedCheckpoint {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        spawnedCheckpointPID = 0
         try? FileManager.default.removeItem(atPath: dataDirectory)
     }
 }
+
+/// The spawned supernode's PID, for the signal handler (0: none).
+nonisolated(unsafe) var spawnedCheckpointPID: Int32 = 0
 
 /// Raises the soft limit of open files to what `needed` asks (within the hard limit).
 func raiseOpenFileLimit(to needed: Int) throws {
