@@ -12,6 +12,7 @@ struct PeerwayCommand: AsyncParsableCommand {
             NetcheckCommand.self,
             BenchCommand.self,
             LabCommand.self,
+            PeerCommand.self,
         ]
     )
 }

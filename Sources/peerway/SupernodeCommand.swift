@@ -80,9 +80,9 @@ struct SupernodeCommand: AsyncParsableCommand {
         case .v6(let hi, let lo): wildcard = hi == 0 && lo == 0
         }
         guard wildcard else { return nil }
-        let candidates = (try? System.enumerateInterfaces()) ?? []
+        let candidates = (try? System.enumerateDevices()) ?? []
         for i in candidates {
-            guard let a = STUNAddress(i.address), !a.isLoopback, a.family == listen.family else { continue }
+            guard let sa = i.address, let a = STUNAddress(sa), !a.isLoopback, a.family == listen.family else { continue }
             if case .v6(let hi, _) = a.ip, hi >> 54 == 0x3FA { continue } // fe80::/10: link-local
             return a.ipString
         }
