@@ -68,11 +68,14 @@ struct SupernodeAddressTests {
         #expect(SupernodeAddressError.badPort("x").description.contains("1-65535"))
     }
 
-    @Test("an IPv6 host without brackets is refused")
-    func unbracketedIPv6() {
-        // The host:port split takes the last colon, so "::1" reads as host ":" port 1.
-        withKnownIssue("SupernodeAddress(parsing:) accepts an unbracketed IPv6 address as host \":\" and port 1") {
-            #expect(throws: SupernodeAddressError.self) { try SupernodeAddress(parsing: "peerway://\(Self.keyText)@::1") }
+    @Test("an IPv6 host without brackets is the whole host, with the default port")
+    func unbracketedIPv6() throws {
+        let a = try SupernodeAddress(parsing: "peerway://\(Self.keyText)@::1")
+        #expect(a.host == "::1")
+        #expect(a.port == SupernodeAddress.defaultPort)
+        #expect(a.description == "peerway://\(Self.keyText)@[::1]:\(SupernodeAddress.defaultPort)")
+        #expect(throws: SupernodeAddressError.badHost("peerway://\(Self.keyText)@fe80::zz")) {
+            try SupernodeAddress(parsing: "peerway://\(Self.keyText)@fe80::zz")
         }
     }
 }

@@ -47,6 +47,10 @@ public struct SupernodeAddress: Hashable, Sendable, CustomStringConvertible {
                 guard let p = UInt16(tail.dropFirst()), p != 0 else { throw .badPort(text) }
                 port = p
             } else if !tail.isEmpty { throw .badHost(text) }
+        } else if hostPort.filter({ $0 == ":" }).count > 1 {
+            // An IPv6 address without brackets cannot carry a port: the whole text is the host.
+            guard STUNAddress.parseIP(hostPort) != nil else { throw .badHost(text) }
+            host = hostPort
         } else if let colon = hostPort.lastIndex(of: ":") {
             host = hostPort[..<colon]
             guard let p = UInt16(hostPort[hostPort.index(after: colon)...]), p != 0 else { throw .badPort(text) }
