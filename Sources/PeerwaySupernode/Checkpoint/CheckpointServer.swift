@@ -210,7 +210,16 @@ final class CheckpointWorker: @unchecked Sendable {
         let tick = CheckpointMachine<InMemoryLiveDirectory>.tickMillis
         var nextTick = NIODeadline.now() + .milliseconds(Int64(tick))
 
+        // Statistics are published before the answers leave, so a peer that got its answer sees
+        // figures that include it.
+        func publish() {
+            let snapshot = CheckpointStatistics(
+                counters: machine.counters, sessions: machine.sessionCount, registered: machine.registeredCount,
+                pendingPushes: machine.pendingPushes, sendFailures: sendFailures, oversize: oversize)
+            published.withLockedValue { $0 = snapshot }
+        }
         func flush() {
+            publish()
             guard pending > 0 else { return }
             let sent = sendLengths.withUnsafeBufferPointer { lengths in
                 cpeerway_send_to_batch(fd, sendBuffers, sendSlot, lengths.baseAddress, sendAddresses, UInt32(pending))
@@ -268,10 +277,6 @@ final class CheckpointWorker: @unchecked Sendable {
                 flush()
                 nextTick = now + .milliseconds(Int64(tick))
             }
-            let snapshot = CheckpointStatistics(
-                counters: machine.counters, sessions: machine.sessionCount, registered: machine.registeredCount,
-                pendingPushes: machine.pendingPushes, sendFailures: sendFailures, oversize: oversize)
-            published.withLockedValue { $0 = snapshot }
         }
     }
 }
