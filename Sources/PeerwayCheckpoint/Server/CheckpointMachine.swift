@@ -29,7 +29,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     public internal(set) var directory: Directory
     public internal(set) var counters = CheckpointCounters()
 
-    var sessions: [UInt64: CheckpointSession] = [:]
+    var sessions = CheckpointSessionTable()
     var sessionByPeer: [PeerID: UInt64] = [:]
     var cookies: ControlCookieJar
     var helloLimiter: SourceRateLimiter
@@ -114,11 +114,11 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
             return
         }
         guard sessions.count < configuration.maximumSessions else { counters.rateLimited += 1; return }
-        var id: UInt64
-        repeat { id = UInt64.random(in: 1...UInt64.max, using: &random) } while sessions[id] != nil
+        let id = sessions.newID(using: &random)
         let welcome = Welcome(observed: source, keepaliveSeconds: configuration.keepaliveSeconds, serverTimeMillis: ms)
         guard let (reply, keys) = try? ControlHandshakeResponder.respond(to: hello, key: configuration.key,
                                                                           sessionID: id, welcome: welcome) else {
+            sessions.release(id)
             counters.malformed += 1
             return
         }
