@@ -94,6 +94,11 @@ struct CheckpointPeerTests {
         await b.stop()
         let stats = server.statistics()
         #expect(stats.counters.messagesDelivered == 2)
+        // Real handshakes on real sockets: unauthenticated bytes out never exceed bytes in.
+        let c = stats.counters
+        #expect(c.unauthenticatedBytesIn > 0)
+        #expect(c.unauthenticatedBytesOut <= c.unauthenticatedBytesIn)
+        print("checkpoint amplification on loopback: \(c.unauthenticatedBytesIn) B in, \(c.unauthenticatedBytesOut) B out")
         #expect(stats.registered == 0)
         await server.stop()
     }
