@@ -98,6 +98,10 @@ public final class CheckpointServer: Service, Sendable {
     public func start() throws -> SupernodeAddress {
         let (fd, port) = try STUNSocket.bind(configuration.listen, bufferBytes: CheckpointEngineLimits.socketBufferBytes,
                                                    reusePort: false)
+        // SO_RCVBUF is capped by net.core.rmem_max; with CAP_NET_ADMIN take the full size, so a
+        // pause of the loop (a large allocation, a burst of registrations) is absorbed, not dropped.
+        var force = CheckpointEngineLimits.socketBufferBytes
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &force, socklen_t(MemoryLayout<Int32>.size))
         let worker = try CheckpointWorker(fd: fd, configuration: configuration.checkpoint)
         worker.start()
         state.withLockedValue {
@@ -221,10 +225,16 @@ final class CheckpointWorker: @unchecked Sendable {
         func flush() {
             publish()
             guard pending > 0 else { return }
-            let sent = sendLengths.withUnsafeBufferPointer { lengths in
-                cpeerway_send_to_batch(fd, sendBuffers, sendSlot, lengths.baseAddress, sendAddresses, UInt32(pending))
+            // sendmmsg stops at the first datagram the kernel refuses (an unreachable peer, a
+            // full buffer): count that one and go on with the rest of the batch.
+            var offset = 0
+            while offset < pending {
+                let sent = Int(sendLengths.withUnsafeBufferPointer { lengths in
+                    cpeerway_send_to_batch(fd, sendBuffers + offset * sendSlot, sendSlot, lengths.baseAddress! + offset,
+                                           sendAddresses + offset * addressSlot, UInt32(pending - offset))
+                })
+                if sent > 0 { offset += sent } else { sendFailures += 1; offset += 1 }
             }
-            if sent < pending { sendFailures += pending - max(0, Int(sent)) }
             pending = 0
         }
         func emit() {
