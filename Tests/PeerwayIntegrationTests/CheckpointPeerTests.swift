@@ -9,11 +9,10 @@ import Testing
 /// Collects a peer's events so a test can wait for the one it expects.
 actor EventLog {
     private(set) var events: [PeerEvent] = []
-    private var task: Task<Void, Never>?
 
+    /// Follows `peer.events` (the stream has one consumer: this log).
     init(_ peer: Peer) {
         let stream = peer.events
-        task = nil
         Task { await self.follow(stream) }
     }
 
