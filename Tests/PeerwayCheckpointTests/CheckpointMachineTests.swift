@@ -214,6 +214,23 @@ struct CheckpointMachineTests {
         #expect(off.code == .peerOffline)
     }
 
+    @Test("a message pending for a peer that restarts is delivered to its new session")
+    func pendingMessageMovesToNewSession() {
+        var h = CheckpointHarness()
+        let a = WirePeer(1), b = WirePeer(2)
+        a.join(&h)
+        b.join(&h)
+        a.send(.sendMessage(OutgoingMessage(to: b.id, messageID: 9, text: "still there?")), id: 70, &h)
+        #expect(b.pushes().count == 1) // B's process dies before acknowledging
+        let b2 = WirePeer(2, endpoint: PeerEndpoint(ip: .v4(0xC633_6402), port: 777))
+        b2.join(&h)
+        let moved = b2.pushes()
+        #expect(moved.map(\.frame) == [.deliver(IncomingMessage(from: a.id, messageID: 9, text: "still there?"))])
+        b2.ack(moved[0], &h)
+        #expect(a.inbox.map(\.frame) == [.messageOutcome(MessageOutcome(to: b.id, messageID: 9, outcome: .delivered))])
+        #expect(a.inbox.first?.id == 70)
+    }
+
     @Test("unregister tells watchers offline; a new session for the same PeerID supersedes the old")
     func unregisterAndSupersede() {
         var h = CheckpointHarness()

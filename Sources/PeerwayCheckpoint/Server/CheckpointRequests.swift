@@ -65,16 +65,17 @@ extension CheckpointMachine {
         }
         var keepalive = request.keepaliveSeconds == 0 ? configuration.keepaliveSeconds : request.keepaliveSeconds
         keepalive = min(max(keepalive, ControlLimits.keepaliveSecondsRange.lowerBound), ControlLimits.keepaliveSecondsRange.upperBound)
-        // A newer session for the same PeerID (the peer restarted or moved) supersedes the old one.
+        // A newer session for the same PeerID (the peer restarted or moved) supersedes the old
+        // one; what was still being pushed to the old one (messages, status, requests) moves to
+        // the new one, in the order it was first sent.
+        var stranded: [PendingPush] = []
         if let old = sessionByPeer[peer], old != sid, sessions[old] != nil {
             sessions[old]!.superseded = true
             var o = sessions[old]!
             file(&o)
             sessions[old] = o
-            let stranded = pushes.keys.filter { $0.session == old }
-            for k in stranded {
-                if let flight = pushes.removeValue(forKey: k)?.flight { finish(flight, outcome: .offline, ms: ms, into: &out) }
-            }
+            let keys = pushes.keys.filter { $0.session == old }.sorted { $0.push < $1.push }
+            stranded = keys.compactMap { pushes.removeValue(forKey: $0) }
         }
         session.peer = peer
         session.keepaliveSeconds = keepalive
@@ -88,6 +89,10 @@ extension CheckpointMachine {
         counters.registrations += 1
         respond(.registered(Registered(peer: peer, observed: session.endpoint, keepaliveSeconds: keepalive,
                                        expiryMisses: configuration.expiryMisses)), id: id, session: sid, into: &out)
+        for p in stranded {
+            if let flight = p.flight { flightsBySender[SenderMessageKey(session: flight.senderSession, messageID: flight.messageID)] = nil }
+            push(p.frame, to: peer, flight: p.flight, ms: ms, into: &out)
+        }
         if before == nil {
             notifyWatchers(of: peer, StatusEvent(peer: peer, change: .online, metadata: request.metadata), ms: ms, into: &out)
         } else if before?.metadata != request.metadata {
