@@ -162,7 +162,10 @@ struct CheckpointPeerTests {
         let liveAddress = try live.start()
         let started = ContinuousClock.now
         let a = try await Peer.start(identity: PeerIdentity(), supernodes: [deadAddress, liveAddress], options: Self.options())
-        #expect(ContinuousClock.now - started < .seconds(15))
+        // One handshake attempt (5 s) at the silent one, then the live one; slack for a loaded machine.
+        let took = ContinuousClock.now - started
+        print("failover took \(took)")
+        #expect(took < .seconds(20))
         try await Task.sleep(for: .milliseconds(300)) // statistics are published after each pass
         #expect(live.statistics().registered == 1)
         await a.stop()

@@ -14,7 +14,7 @@ public enum CheckpointClientLimits {
     public static let helloAttemptTimeout: TimeAmount = .seconds(5)
     /// Failed handshake attempts (each with a fresh ephemeral key) at one supernode before the
     /// machine moves on to the next configured supernode (round robin).
-    public static let handshakeAttemptsPerSupernode = 2
+    public static let handshakeAttemptsPerSupernode = 1
 
     // MARK: requests
 
