@@ -24,9 +24,13 @@ public enum ControlCipher {
     }
 
     static func nonce(_ counter: UInt64) -> ChaChaPoly.Nonce {
-        var bytes = [UInt8](repeating: 0, count: 12)
-        for i in 0..<8 { bytes[4 + i] = UInt8(truncatingIfNeeded: counter >> (56 - 8 * UInt64(i))) }
-        return try! ChaChaPoly.Nonce(data: bytes)
+        // 0(4) ‖ counter(8), built on the stack rather than in an array.
+        var bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            raw.storeBytes(of: counter.bigEndian, toByteOffset: 4, as: UInt64.self)
+            return try! ChaChaPoly.Nonce(data: UnsafeRawBufferPointer(raw))
+        }
     }
 
     /// Encrypts `plaintext` and returns `ciphertext ‖ tag`.
@@ -36,13 +40,14 @@ public enum ControlCipher {
         }
         var out = ByteBuffer()
         out.reserveCapacity(plaintext.readableBytes + ControlLimits.tagBytes)
-        out.writeBytes(box.ciphertext)
-        out.writeBytes(box.tag)
+        // `combined` is nonce ‖ ciphertext ‖ tag in one buffer: skip the nonce.
+        box.combined.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[12...])) }
         return out
     }
 
     /// Decrypts `ciphertext ‖ tag`; throws `.authenticationFailed` when the tag does not verify.
-    public static func open(_ sealed: ByteBuffer, counter: UInt64, key: ControlKey, associatedData: [UInt8]) throws(ControlCryptoError) -> ByteBuffer {
+    public static func open(_ sealed: ByteBuffer, counter: UInt64, key: ControlKey,
+                            associatedData: some DataProtocol) throws(ControlCryptoError) -> ByteBuffer {
         guard sealed.readableBytes >= ControlLimits.tagBytes else { throw .authenticationFailed }
         do {
             let plain = try sealed.withUnsafeReadableBytes { bytes -> Data in
@@ -60,19 +65,34 @@ public enum ControlCipher {
 
     /// A whole sealed packet for `frame` (header, ciphertext, tag).
     public static func sealPacket(_ plaintext: ByteBuffer, sessionID: UInt64, counter: UInt64, key: ControlKey) -> ByteBuffer {
-        let header = sealedHeader(sessionID: sessionID, counter: counter)
-        let body = seal(plaintext, counter: counter, key: key, associatedData: header)
         var out = ByteBuffer()
-        out.reserveCapacity(header.count + body.readableBytes)
-        out.writeBytes(header)
-        out.writeImmutableBuffer(body)
+        out.reserveCapacity(ControlLimits.sealedHeaderBytes + plaintext.readableBytes + ControlLimits.tagBytes)
+        out.writeInteger(ControlLimits.version)
+        out.writeInteger(ControlPacket.Kind.sealed.rawValue)
+        out.writeInteger(UInt16(0))
+        out.writeInteger(sessionID)
+        out.writeInteger(counter)
+        let box = plaintext.withUnsafeReadableBytes { bytes in
+            out.withUnsafeReadableBytes { header in
+                try! ChaChaPoly.seal(bytes, using: key.symmetricKey, nonce: nonce(counter), authenticating: header)
+            }
+        }
+        box.combined.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[12...])) }
         return out
     }
 
     /// Opens a sealed packet's body with its header as associated data.
     public static func openPacket(_ sealed: ControlSealed, key: ControlKey) throws(ControlCryptoError) -> ByteBuffer {
-        try open(sealed.ciphertext, counter: sealed.counter, key: key,
-                 associatedData: sealedHeader(sessionID: sealed.sessionID, counter: sealed.counter))
+        // The header, rebuilt on the stack as the associated data.
+        var header: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        return try withUnsafeMutableBytes(of: &header) { (raw) throws(ControlCryptoError) -> ByteBuffer in
+            raw.storeBytes(of: (UInt32(ControlLimits.version) << 24 | UInt32(ControlPacket.Kind.sealed.rawValue) << 16).bigEndian,
+                           toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: sealed.sessionID.bigEndian, toByteOffset: 4, as: UInt64.self)
+            raw.storeBytes(of: sealed.counter.bigEndian, toByteOffset: 12, as: UInt64.self)
+            return try open(sealed.ciphertext, counter: sealed.counter, key: key,
+                            associatedData: UnsafeRawBufferPointer(rebasing: raw[0..<ControlLimits.sealedHeaderBytes]))
+        }
     }
 }
 
