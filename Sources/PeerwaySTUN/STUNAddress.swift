@@ -81,6 +81,20 @@ public struct STUNAddress: Hashable, Sendable, CustomStringConvertible {
         family == .ipv4 ? "\(ipString):\(port)" : "[\(ipString)]:\(port)"
     }
 
+    /// True for 0.0.0.0 and :: (a socket bound to every address).
+    public var isWildcard: Bool {
+        switch ip {
+        case .v4(let a): return a == 0
+        case .v6(let hi, let lo): return hi == 0 && lo == 0
+        }
+    }
+
+    /// True for fe80::/10 (IPv6 link-local, useless without a zone).
+    public var isLinkLocal: Bool {
+        if case .v6(let hi, _) = ip { return hi >> 54 == 0x3FA }
+        return false
+    }
+
     /// True for 127.0.0.0/8 and ::1.
     public var isLoopback: Bool {
         switch ip {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Peerway
 import Logging
 import NIOCore
 import PeerwaySTUN
@@ -67,15 +68,7 @@ struct STUNOptions: ParsableArguments {
             return STUNAddress(ip: .v4(ip == 0x7F00_0002 ? 0x7F00_0001 : 0x7F00_0002), port: nextPort)
         }
         if primary.isLoopback { return nil }  // ::1 has no second loopback address
-        let devices = (try? System.enumerateDevices()) ?? []
-        for device in devices {
-            guard let address = device.address, let candidate = STUNAddress(address) else { continue }
-            if candidate.family == primary.family, candidate.ip != primary.ip, !candidate.isLoopback {
-                if case .v6(let hi, _) = candidate.ip, hi >> 54 == 0x3FA { continue }  // fe80::/10 link-local
-                return candidate.with(port: nextPort)
-            }
-        }
-        return nil
+        return LocalAddresses.firstRoutable(primary.family, excluding: primary.ip)?.with(port: nextPort)
     }
 }
 

@@ -4,6 +4,7 @@ import Logging
 import PeerwayCheckpoint
 import PeerwaySTUN
 import NIOCore
+import Peerway
 import NIOPosix
 import PeerwaySupernode
 import ServiceLifecycle
@@ -72,20 +73,9 @@ struct SupernodeCommand: AsyncParsableCommand {
         try await runUntilSignalled(services, logger: logger)
     }
 
-    /// For a wildcard bind, the first non-loopback address of this host of the same family.
+    /// For a wildcard bind, the first routable address of this host of the same family.
     static func advertisedHost(for listen: STUNAddress) -> String? {
-        let wildcard: Bool
-        switch listen.ip {
-        case .v4(let a): wildcard = a == 0
-        case .v6(let hi, let lo): wildcard = hi == 0 && lo == 0
-        }
-        guard wildcard else { return nil }
-        let candidates = (try? System.enumerateDevices()) ?? []
-        for i in candidates {
-            guard let sa = i.address, let a = STUNAddress(sa), !a.isLoopback, a.family == listen.family else { continue }
-            if case .v6(let hi, _) = a.ip, hi >> 54 == 0x3FA { continue } // fe80::/10: link-local
-            return a.ipString
-        }
-        return nil
+        guard listen.isWildcard else { return nil }
+        return LocalAddresses.firstRoutable(listen.family)?.ipString
     }
 }

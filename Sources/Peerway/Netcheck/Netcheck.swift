@@ -89,10 +89,7 @@ public enum Netcheck {
             if let local = channel.localAddress.flatMap(STUNAddress.init) { ips.append(local.ip) }
             try? await channel.close()
         }
-        for device in (try? System.enumerateDevices()) ?? [] {
-            guard let address = device.address.flatMap(STUNAddress.init), address.family == server.family,
-                !ips.contains(address.ip)
-            else { continue }
+        for address in LocalAddresses.current() where address.family == server.family && !ips.contains(address.ip) {
             ips.append(address.ip)
         }
         return ips

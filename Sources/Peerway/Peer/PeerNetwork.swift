@@ -44,29 +44,12 @@ enum PeerNetwork {
     /// family (and IPv4 too for an IPv6 wildcard socket), without loopback unless nothing else
     /// exists and without IPv6 link-local addresses (they need a zone), all with the bound port.
     static func hostCandidates(bound: STUNAddress) -> [PeerEndpoint] {
-        let isWildcard: Bool
-        switch bound.ip {
-        case .v4(let a): isWildcard = a == 0
-        case .v6(let hi, let lo): isWildcard = hi == 0 && lo == 0
-        }
-        guard isWildcard else { return [bound] }
+        guard bound.isWildcard else { return [bound] }
         let families: Set<STUNAddress.Family> = bound.family == .ipv4 ? [.ipv4] : [.ipv4, .ipv6]
-        let devices = (try? System.enumerateDevices()) ?? []
-        var all: [PeerEndpoint] = []
-        for device in devices {
-            guard let socketAddress = device.address, let address = STUNAddress(socketAddress),
-                  families.contains(address.family), !isLinkLocal(address.ip) else { continue }
-            let candidate = address.with(port: bound.port)
-            if !all.contains(candidate) { all.append(candidate) }
-        }
+        let all = LocalAddresses.current().filter { families.contains($0.family) && !$0.isLinkLocal }.map { $0.with(port: bound.port) }
         let outside = all.filter { !$0.isLoopback }
         let chosen = outside.isEmpty ? all : outside
         // IPv4 first: the family most peers share.
         return chosen.filter { $0.family == .ipv4 } + chosen.filter { $0.family == .ipv6 }
-    }
-
-    private static func isLinkLocal(_ ip: STUNAddress.IP) -> Bool {
-        if case .v6(let hi, _) = ip { return hi >> 54 == 0x3FA }  // fe80::/10
-        return false
     }
 }
