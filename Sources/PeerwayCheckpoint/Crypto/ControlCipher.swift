@@ -35,14 +35,20 @@ public enum ControlCipher {
 
     /// Encrypts `plaintext` and returns `ciphertext ‖ tag`.
     public static func seal(_ plaintext: ByteBuffer, counter: UInt64, key: ControlKey, associatedData: [UInt8]) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(plaintext.readableBytes + ControlLimits.tagBytes)
+        append(sealing: plaintext, counter: counter, key: key, associatedData: associatedData, to: &out)
+        return out
+    }
+
+    /// Appends `ciphertext ‖ tag` of `plaintext` to `out`.
+    private static func append(sealing plaintext: ByteBuffer, counter: UInt64, key: ControlKey,
+                               associatedData: some DataProtocol, to out: inout ByteBuffer) {
         let box = plaintext.withUnsafeReadableBytes { bytes in
             try! ChaChaPoly.seal(bytes, using: key.symmetricKey, nonce: nonce(counter), authenticating: associatedData)
         }
-        var out = ByteBuffer()
-        out.reserveCapacity(plaintext.readableBytes + ControlLimits.tagBytes)
         // `combined` is nonce ‖ ciphertext ‖ tag in one buffer: skip the nonce.
-        box.combined.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[12...])) }
-        return out
+        _ = box.combined.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[12...])) }
     }
 
     /// Decrypts `ciphertext ‖ tag`; throws `.authenticationFailed` when the tag does not verify.
@@ -67,31 +73,31 @@ public enum ControlCipher {
     public static func sealPacket(_ plaintext: ByteBuffer, sessionID: UInt64, counter: UInt64, key: ControlKey) -> ByteBuffer {
         var out = ByteBuffer()
         out.reserveCapacity(ControlLimits.sealedHeaderBytes + plaintext.readableBytes + ControlLimits.tagBytes)
-        out.writeInteger(ControlLimits.version)
-        out.writeInteger(ControlPacket.Kind.sealed.rawValue)
-        out.writeInteger(UInt16(0))
-        out.writeInteger(sessionID)
-        out.writeInteger(counter)
-        let box = plaintext.withUnsafeReadableBytes { bytes in
-            out.withUnsafeReadableBytes { header in
-                try! ChaChaPoly.seal(bytes, using: key.symmetricKey, nonce: nonce(counter), authenticating: header)
-            }
+        withSealedHeader(sessionID: sessionID, counter: counter) { header in
+            out.writeBytes(header)
+            append(sealing: plaintext, counter: counter, key: key, associatedData: header, to: &out)
         }
-        box.combined.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[12...])) }
         return out
     }
 
     /// Opens a sealed packet's body with its header as associated data.
     public static func openPacket(_ sealed: ControlSealed, key: ControlKey) throws(ControlCryptoError) -> ByteBuffer {
-        // The header, rebuilt on the stack as the associated data.
-        var header: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        return try withUnsafeMutableBytes(of: &header) { (raw) throws(ControlCryptoError) -> ByteBuffer in
-            raw.storeBytes(of: (UInt32(ControlLimits.version) << 24 | UInt32(ControlPacket.Kind.sealed.rawValue) << 16).bigEndian,
-                           toByteOffset: 0, as: UInt32.self)
-            raw.storeBytes(of: sealed.sessionID.bigEndian, toByteOffset: 4, as: UInt64.self)
-            raw.storeBytes(of: sealed.counter.bigEndian, toByteOffset: 12, as: UInt64.self)
-            return try open(sealed.ciphertext, counter: sealed.counter, key: key,
-                            associatedData: UnsafeRawBufferPointer(rebasing: raw[0..<ControlLimits.sealedHeaderBytes]))
+        try withSealedHeader(sessionID: sealed.sessionID, counter: sealed.counter) { (header) throws(ControlCryptoError) in
+            try open(sealed.ciphertext, counter: sealed.counter, key: key, associatedData: header)
+        }
+    }
+
+    /// Calls `body` with a sealed packet's 20-byte header, built on the stack.
+    private static func withSealedHeader<T, E: Error>(sessionID: UInt64, counter: UInt64,
+                                                      _ body: (UnsafeRawBufferPointer) throws(E) -> T) throws(E) -> T {
+        var storage: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        return try withUnsafeMutableBytes(of: &storage) { (raw) throws(E) -> T in
+            raw.storeBytes(of: (UInt16(ControlLimits.version) << 8 | UInt16(ControlPacket.Kind.sealed.rawValue)).bigEndian,
+                           toByteOffset: 0, as: UInt16.self)
+            raw.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self)
+            raw.storeBytes(of: sessionID.bigEndian, toByteOffset: 4, as: UInt64.self)
+            raw.storeBytes(of: counter.bigEndian, toByteOffset: 12, as: UInt64.self)
+            return try body(UnsafeRawBufferPointer(rebasing: raw[0..<ControlLimits.sealedHeaderBytes]))
         }
     }
 }
