@@ -138,52 +138,25 @@ public final class CheckpointServer: Service, Sendable {
 /// The checkpoint's thread: its socket, its machine, its buffers.
 final class CheckpointWorker: @unchecked Sendable {
     private let fd: Int32
-    private let stopPipe: (read: Int32, write: Int32)
+    private let thread: ServiceThread
     private var machine: CheckpointMachine<InMemoryLiveDirectory>
     private let published = NIOLockedValueBox(CheckpointStatistics())
-    private let finished = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     init(fd: Int32, configuration: CheckpointConfiguration) throws {
         self.fd = fd
-        var p: [Int32] = [0, 0]
-        guard pipe(&p) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        stopPipe = (p[0], p[1])
+        thread = try ServiceThread()
         machine = CheckpointMachine(configuration: configuration, directory: InMemoryLiveDirectory(), now: .now())
     }
 
     var statistics: CheckpointStatistics { published.withLockedValue { $0 } }
 
     func start() {
-        let thread = Thread { [self] in
-            self.loop()
-            let waiters = self.finished.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
-                s.done = true
-                defer { s.waiters = [] }
-                return s.waiters
-            }
-            for w in waiters { w.resume() }
-        }
-        thread.name = "peerway-checkpoint"
-        thread.start()
+        thread.start(name: "peerway-checkpoint") { [self] in self.loop() }
     }
 
     func stop() async {
-        var byte: UInt8 = 1
-        #if canImport(Glibc)
-        _ = Glibc.write(stopPipe.write, &byte, 1)
-        #else
-        _ = Darwin.write(stopPipe.write, &byte, 1)
-        #endif
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let done = finished.withLockedValue { s -> Bool in
-                if !s.done { s.waiters.append(c) }
-                return s.done
-            }
-            if done { c.resume() }
-        }
+        await thread.stop()
         close(fd)
-        close(stopPipe.read)
-        close(stopPipe.write)
     }
 
     private func loop() {
@@ -210,7 +183,7 @@ final class CheckpointWorker: @unchecked Sendable {
         actions.reserveCapacity(batch * 2)
         var datagram = ByteBuffer()
         datagram.reserveCapacity(recvSlot)
-        var polls = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
+        var polls = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.stopDescriptor, events: Int16(POLLIN), revents: 0)]
         let tick = CheckpointMachine<InMemoryLiveDirectory>.tickMillis
         var nextTick = NIODeadline.now() + .milliseconds(Int64(tick))
 

@@ -126,54 +126,27 @@ final class STUNDatagramWorker: @unchecked Sendable {
     private let fds: [Int32]
     private let responder: STUNResponder
     private let limiter: NIOLockedValueBox<SourceRateLimiter>?
-    private let stopPipe: (read: Int32, write: Int32)
+    private let thread: ServiceThread
     private let published = NIOLockedValueBox(STUNServerCounters())
-    private let finished = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     init(fds: [Int32], responder: STUNResponder, limiter: NIOLockedValueBox<SourceRateLimiter>?) throws {
         self.fds = fds
         self.responder = responder
         self.limiter = limiter
-        var p: [Int32] = [0, 0]
-        guard pipe(&p) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        stopPipe = (p[0], p[1])
+        thread = try ServiceThread()
     }
 
     var counters: STUNServerCounters { published.withLockedValue { $0 } }
 
     /// Starts the worker's thread.
     func start(name: String) {
-        let thread = Thread { [self] in
-            self.loop()
-            let waiters = self.finished.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
-                s.done = true
-                defer { s.waiters = [] }
-                return s.waiters
-            }
-            for w in waiters { w.resume() }
-        }
-        thread.name = name
-        thread.start()
+        thread.start(name: name) { [self] in self.loop() }
     }
 
     /// Asks the thread to stop, waits for it, and closes every socket.
     func stop() async {
-        var byte: UInt8 = 1
-        #if canImport(Glibc)
-        _ = Glibc.write(stopPipe.write, &byte, 1)
-        #else
-        _ = Darwin.write(stopPipe.write, &byte, 1)
-        #endif
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let done = finished.withLockedValue { s -> Bool in
-                if !s.done { s.waiters.append(c) }
-                return s.done
-            }
-            if done { c.resume() }
-        }
+        await thread.stop()
         for fd in fds where fd >= 0 { close(fd) }
-        close(stopPipe.read)
-        close(stopPipe.write)
     }
 
     private func loop() {
@@ -204,7 +177,7 @@ final class STUNDatagramWorker: @unchecked Sendable {
 
         var polls = fds.filter { $0 >= 0 }.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         let roleOfPoll = fds.indices.filter { fds[$0] >= 0 }
-        polls.append(pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0))
+        polls.append(pollfd(fd: thread.stopDescriptor, events: Int16(POLLIN), revents: 0))
 
         func flush(_ r: Int) {
             guard pending[r] > 0 else { return }
