@@ -4,6 +4,7 @@ import Glibc
 import CPeerwayLinux
 import Foundation
 import PeerwayCheckpoint
+import PeerwaySTUN
 
 /// Percentile `q` (0-1) of sorted microsecond samples.
 func percentile(_ sorted: [UInt32], _ q: Double) -> Double {
@@ -52,7 +53,7 @@ extension CheckpointLoad {
             return (s.map { 100 * ($0 - phaseServerCPU) / seconds } ?? -1, g.map { 100 * ($0 - phaseGeneratorCPU) / seconds } ?? -1)
         }
 
-        c.progress("registering \(n) peers over \(socketCount) sockets (127.2.0.1-\(STUNAddressText(socketIPs.last ?? 0))), at most \(min(c.handshakesInFlight, socketCount)) in flight, keepalive every \(c.keepaliveSeconds) s")
+        c.progress("registering \(n) peers over \(socketCount) sockets (127.2.0.1-\(STUNAddress(ip: .v4(socketIPs.last ?? 0), port: 0).ipString)), at most \(min(c.handshakesInFlight, socketCount)) in flight, keepalive every \(c.keepaliveSeconds) s")
         while phase != .done {
             let now = monotonicNow()
             if now >= deadline {
@@ -176,9 +177,4 @@ extension CheckpointLoad {
         if let m = server?.memoryKiB() { result.serverHWMKiB = m.hwm }
         return result
     }
-}
-
-/// Dotted form of an IPv4 address held as a host-order integer.
-func STUNAddressText(_ ip: UInt32) -> String {
-    "\(ip >> 24).\((ip >> 16) & 255).\((ip >> 8) & 255).\(ip & 255)"
 }

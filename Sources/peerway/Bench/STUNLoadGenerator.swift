@@ -64,12 +64,6 @@ enum STUNLoadError: Error, CustomStringConvertible {
     }
 }
 
-private func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
 /// Runs the load described by `configuration` and returns its figures.
 func runSTUNLoad(_ configuration: STUNLoadConfiguration) throws -> STUNLoadResult {
     let c = configuration
@@ -170,7 +164,7 @@ func runSTUNLoad(_ configuration: STUNLoadConfiguration) throws -> STUNLoadResul
         while true {
             let got = Int(cpeerway_receive_batch(fds[s], recvBuffers, slotSize, UInt32(batch), &recvLengths))
             guard got > 0 else { return }
-            let now = monotonicNanoseconds()
+            let now = monotonicNow()
             for k in 0..<got {
                 let p = UnsafeRawPointer(recvBuffers + k * slotSize)
                 let length = Int(recvLengths[k])
@@ -196,14 +190,14 @@ func runSTUNLoad(_ configuration: STUNLoadConfiguration) throws -> STUNLoadResul
         }
     }
 
-    let start = monotonicNanoseconds()
+    let start = monotonicNow()
     let end = start + UInt64(c.duration * 1e9)
     let drainEnd = end + UInt64(c.drainTime * 1e9)
     var readyTags = [UInt32](repeating: 0, count: 256)
     var paced = 0
     var cursor = 0
     while true {
-        let now = monotonicNanoseconds()
+        let now = monotonicNow()
         if now >= drainEnd { break }
         let sending = now < end
         if sending {
@@ -239,7 +233,7 @@ func runSTUNLoad(_ configuration: STUNLoadConfiguration) throws -> STUNLoadResul
             usleep(50)
         }
     }
-    let finished = monotonicNanoseconds()
+    let finished = monotonicNow()
     result.seconds = Double(min(finished, end) - start) / 1e9
     result.lost += result.sent - result.answered - result.lost
     latencies.sort()
