@@ -133,7 +133,7 @@ actor PeerSession {
             ("query", .string(query)),
             ("results", .array(hits.map { .object([("id", .string($0.peer.description)), ("metadata", .metadata($0.metadata))]) })),
         ], human: hits.isEmpty ? "no peer matches \(query)"
-            : "\(hits.count) match \(query):\n" + hits.map { "  \($0.peer) \($0.metadata.humanText)" }.joined(separator: "\n"))
+            : "\(hits.count) \(hits.count == 1 ? "peer matches" : "peers match") \(query):\n" + hits.map { "  \($0.peer) \($0.metadata.humanText)" }.joined(separator: "\n"))
     }
 
     private func watch(_ rest: String, on: Bool) async throws {
