@@ -1,0 +1,105 @@
+import Foundation
+import PeerwayLab
+import Testing
+
+/// CHECKPOINT through real NATs with loss: a supernode on the lab's public host, one peer behind a
+/// port-restricted NAT and one behind a symmetric NAT, 20% loss on every WAN link each way. They
+/// register, find each other by search and exchange an acknowledged message. In the same
+/// serialized suite as the other lab tests: labs are machine-wide.
+extension LabVerifyTests {
+    /// Loss on each site's WAN link, percent.
+    static let checkpointLossPercent = 20
+    /// Where the lab's supernode listens (the public host's first address).
+    static let labCheckpoint = "\(LabTopology.publicAddresses[0]):7400"
+
+    @Test("lab: two peers behind port-restricted and symmetric NATs with 20% loss register, search and message",
+          .timeLimit(.minutes(3)))
+    func checkpointThroughNATs() async throws {
+        guard Self.canRun() else { return }
+        defer { _ = try? Self.peerway(["lab", "down"]) }
+        let up = try Self.peerway(["lab", "up", "--site", "home=port-restricted", "--site", "office=symmetric",
+                                   "--loss", String(Self.checkpointLossPercent)])
+        try #require(up.status == 0, "lab up failed:\n\(up.output)")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-labcp-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+
+        let supernode = try LabProcess(Self.peerway, ["lab", "exec", "public", "--", Self.peerway, "supernode", "--no-stun",
+                                                      "--listen", Self.labCheckpoint, "--data-dir", dir + "/sn"], output: dir + "/sn.log")
+        defer { supernode.stop() }
+        let address = try #require(await LabProcess.waitForFile(dir + "/sn/address"), "supernode: \(supernode.text)")
+        let bob = try LabProcess(Self.peerway, ["lab", "exec", "office", "--", Self.peerway, "peer", "--supernode", address,
+                                                "--identity", dir + "/bob.key", "--meta", "name=bob", "--json", "--stay"],
+                                 output: dir + "/bob.log")
+        defer { bob.stop() }
+        let alice = try LabProcess(Self.peerway, ["lab", "exec", "home", "--", Self.peerway, "peer", "--supernode", address,
+                                                  "--identity", dir + "/alice.key", "--meta", "name=alice", "--json", "--stay"],
+                                   output: dir + "/alice.log")
+        defer { alice.stop() }
+        let bobRegistered = try #require(await bob.waitFor("\"event\":\"registered\""), "bob: \(bob.text)")
+        _ = try #require(await alice.waitFor("\"event\":\"registered\""), "alice: \(alice.text)")
+        // Bob is seen from the public side at his NAT's address, not his LAN address.
+        #expect(bobRegistered.contains("\"observed\":\"203.0.113."), "\(bobRegistered)")
+        let fields = try JSONSerialization.jsonObject(with: Data(bobRegistered.utf8)) as? [String: Any]
+        let bobID = try #require(fields?["id"] as? String, "\(bobRegistered)")
+
+        alice.send("search name=bob")
+        let found = await alice.waitFor("\"event\":\"search\"")
+        #expect(found?.contains(bobID) == true, "alice: \(alice.text)")
+        alice.send("send \(bobID) hello through two NATs")
+        #expect(await alice.waitFor("\"event\":\"delivered\"") != nil, "alice: \(alice.text)")
+        #expect(await bob.waitFor("hello through two NATs") != nil, "bob: \(bob.text)")
+        print("lab checkpoint, alice:\n\(alice.text)lab checkpoint, bob:\n\(bob.text)")
+        _ = try Self.peerway(["lab", "down"])
+        #expect(LabRunner.existingNamespaces().isEmpty)
+    }
+}
+
+/// A lab process whose output goes to a file that the test reads as it grows.
+final class LabProcess: @unchecked Sendable {
+    let process = Process()
+    private let input = Pipe()
+    let outputPath: String
+
+    init(_ path: String, _ arguments: [String], output: String) throws {
+        outputPath = output
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardInput = input
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    var text: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    func send(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
+
+    /// The first output line containing `needle`, waiting up to `timeout` seconds.
+    func waitFor(_ needle: String, timeout: TimeInterval = 30) async -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = text.split(separator: "\n").first(where: { $0.contains(needle) }) { return String(line) }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
+    }
+
+    static func waitForFile(_ path: String, timeout: TimeInterval = 20) async -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let s = try? String(contentsOfFile: path, encoding: .utf8), !s.isEmpty {
+                return s.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
