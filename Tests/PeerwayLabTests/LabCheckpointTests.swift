@@ -55,6 +55,54 @@ extension LabVerifyTests {
     }
 }
 
+extension LabVerifyTests {
+    /// The NAT forgets an idle UDP mapping after this many seconds in the rebinding test.
+    static let rebindingUDPTimeout = 3
+    /// Bob's keepalive interval there: longer than the NAT's timeout, so every keepalive finds
+    /// its mapping gone and leaves through a new one.
+    static let rebindingKeepalive = 6
+
+    @Test("lab: a peer whose NAT mapping expires between keepalives re-registers at its new address and still gets messages",
+          .timeLimit(.minutes(3)))
+    func checkpointNATRebinding() async throws {
+        guard Self.canRun() else { return }
+        defer { _ = try? Self.peerway(["lab", "down"]) }
+        let up = try Self.peerway(["lab", "up", "--site", "home=port-restricted", "--site", "office=symmetric",
+                                   "--udp-timeout", String(Self.rebindingUDPTimeout)])
+        try #require(up.status == 0, "lab up failed:\n\(up.output)")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-labrb-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let supernode = try LabProcess(Self.peerway, ["lab", "exec", "public", "--", Self.peerway, "supernode", "--no-stun",
+                                                      "--listen", Self.labCheckpoint, "--data-dir", dir + "/sn"], output: dir + "/sn.log")
+        defer { supernode.stop() }
+        let address = try #require(await LabProcess.waitForFile(dir + "/sn/address"), "supernode: \(supernode.text)")
+        let bob = try LabProcess(Self.peerway, ["lab", "exec", "office", "--", Self.peerway, "peer", "--supernode", address,
+                                                "--identity", dir + "/bob.key", "--keepalive", String(Self.rebindingKeepalive),
+                                                "--json", "--stay"], output: dir + "/bob.log")
+        defer { bob.stop() }
+        let alice = try LabProcess(Self.peerway, ["lab", "exec", "home", "--", Self.peerway, "peer", "--supernode", address,
+                                                  "--identity", dir + "/alice.key", "--json", "--stay"], output: dir + "/alice.log")
+        defer { alice.stop() }
+        let first = try #require(await bob.waitFor("\"event\":\"registered\""), "bob: \(bob.text)")
+        _ = try #require(await alice.waitFor("\"event\":\"registered\""), "alice: \(alice.text)")
+        let fields = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any]
+        let bobID = try #require(fields?["id"] as? String)
+        let before = try #require(fields?["observed"] as? String)
+        // Bob's next keepalive leaves through a new mapping: the checkpoint sees a new address,
+        // tells him in the keepalive answer, and he registers again from there.
+        let again = try #require(await bob.waitFor("\"event\":\"reregistered\"", timeout: 40), "bob: \(bob.text)")
+        let after = (try JSONSerialization.jsonObject(with: Data(again.utf8)) as? [String: Any])?["observed"] as? String
+        #expect(after != nil && after != before, "\(before) -> \(String(describing: after))")
+        alice.send("send \(bobID) found you again")
+        #expect(await alice.waitFor("\"event\":\"delivered\"") != nil, "alice: \(alice.text)")
+        #expect(await bob.waitFor("found you again") != nil, "bob: \(bob.text)")
+        print("lab rebinding, bob:\n\(bob.text)")
+        _ = try Self.peerway(["lab", "down"])
+        #expect(LabRunner.existingNamespaces().isEmpty)
+    }
+}
+
 /// A lab process whose output goes to a file that the test reads as it grows.
 final class LabProcess: @unchecked Sendable {
     let process = Process()
