@@ -57,6 +57,27 @@ struct ClientMachineSessionTests {
         #expect(cause == .addressChanged(from: old))
     }
 
+    @Test("a new port on the same IP at a keepalive (the NAT forgot the mapping) halves the keepalive interval")
+    func natTimeoutShortensKeepalive() throws {
+        var h = ClientHarness()
+        h.register()
+        let old = h.checkpoints[0].observed
+        var intervals: [UInt16] = []
+        for port in [old.port &+ 1, old.port &+ 2, old.port &+ 3, old.port &+ 4] {
+            h.advance(by: .seconds(Int64(h.machine.keepaliveSeconds)))
+            let keepalive = try #require(h.openSent().first)
+            guard case .keepalive = keepalive.frame else { Issue.record("expected a keepalive, got \(keepalive.frame)"); return }
+            h.push(.keepaliveAck(observed: old.with(port: port)), id: keepalive.id)
+            let register = try #require(h.openSent().first)
+            guard case .register(let request) = register.frame else { Issue.record("expected register"); return }
+            intervals.append(request.keepaliveSeconds)
+            h.confirm(register, observed: old.with(port: port))
+        }
+        // 25 -> 12 -> 6 -> 5 (the smallest allowed), then it stays.
+        #expect(intervals == [12, 6, 5, 5])
+        #expect(h.machine.statistics.keepaliveShortened == 3)
+    }
+
     @Test("a re-registration refused for a passing reason keeps the working session")
     func reregistrationRefusedKeepsSession() {
         var h = ClientHarness()

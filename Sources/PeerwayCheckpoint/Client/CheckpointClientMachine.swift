@@ -57,6 +57,9 @@ public struct CheckpointClientMachine: Sendable {
     private var everRegistered = false
     /// The metadata as registered and since published.
     var metadata: PeerMetadata
+    /// The keepalive interval asked for in registrations: the configured one, halved each time a
+    /// keepalive finds that the NAT forgot the mapping (see `keepaliveAnswered`).
+    public internal(set) var keepaliveSeconds: UInt16
     /// Peers whose watch the checkpoint confirmed (re-watched in each new session).
     public internal(set) var watchedPeers: Set<PeerID> = []
     var requests: [UInt32: ClientRequest] = [:]
@@ -81,6 +84,7 @@ public struct CheckpointClientMachine: Sendable {
         configuration.candidates = Array(configuration.candidates.prefix(ControlLimits.maximumCandidates))
         self.configuration = configuration
         self.metadata = configuration.metadata
+        self.keepaliveSeconds = configuration.keepaliveSeconds
     }
 
     // MARK: state queries
@@ -270,7 +274,7 @@ public struct CheckpointClientMachine: Sendable {
         guard let s = session else { return }
         var request = RegisterRequest(
             publicKey: Array(configuration.identity.publicKey.rawRepresentation),
-            keepaliveSeconds: configuration.keepaliveSeconds, candidates: configuration.candidates,
+            keepaliveSeconds: keepaliveSeconds, candidates: configuration.candidates,
             metadata: metadata, signature: [])
         do {
             request.signature = try configuration.identity.signature(for: request.signedBytes(transcript: s.keys.transcript))

@@ -75,6 +75,11 @@ extension CheckpointClientMachine {
     }
 
     /// A keepalive's answer: a new observed endpoint means registering again on this session.
+    ///
+    /// The same public IP with a new port, seen by a keepalive, means the NAT forgot the mapping
+    /// while the peer was idle: its UDP timeout is shorter than the keepalive interval, and pushes
+    /// sent meanwhile were lost. The interval is then halved (down to the smallest the checkpoint
+    /// accepts) and registered, so the mapping lives from then on.
     mutating func keepaliveAnswered(_ frame: ControlFrame, now: NIODeadline) {
         guard case .keepaliveAck(let observed) = frame else {
             statistics.unexpected += 1
@@ -82,6 +87,10 @@ extension CheckpointClientMachine {
         }
         guard let registered = registration?.observed, observed != registered,
               !requests.values.contains(where: { $0.purpose == .register }) else { return }
+        if observed.ip == registered.ip, keepaliveSeconds > ControlLimits.keepaliveSecondsRange.lowerBound {
+            keepaliveSeconds = Self.clampKeepalive(keepaliveSeconds / 2)
+            statistics.keepaliveShortened += 1
+        }
         sendRegister(now: now)
     }
 }

@@ -236,6 +236,8 @@ public struct CheckpointClientStatistics: Equatable, Sendable {
     public var retransmissions = 0
     /// Handshakes begun.
     public var handshakes = 0
+    /// Times the keepalive interval was halved because the NAT forgot the mapping between two.
+    public var keepaliveShortened = 0
 
     /// All counters zero.
     public init() {}
