@@ -157,7 +157,7 @@ struct CheckpointMachineTests {
         b.join(&h)
         a.send(.sendMessage(OutgoingMessage(to: b.id, messageID: 2, text: "y")), id: 42, &h)
         // B never acks; keep B alive so it is not expired meanwhile.
-        for _ in 0..<11 {
+        for _ in 0..<13 {
             _ = h.advance(seconds: 1)
             _ = b.request(.keepalive, &h)
         }

@@ -138,7 +138,7 @@ struct ClientMachineHandshakeTests {
         _ = h.handshake()
         h.advance(by: CheckpointClientLimits.defaultRequestTimeout - .milliseconds(1))
         let retransmitted = h.openSent()
-        #expect(retransmitted.count == 5 && retransmitted.allSatisfy { $0.frame.kind == .register })
+        #expect(retransmitted.count == 8 && retransmitted.allSatisfy { $0.frame.kind == .register })
         h.advance(by: .milliseconds(1))
         guard case .hello = FakeCheckpoint.packet(h.takeOne().bytes) else { Issue.record("no new hello"); return }
         #expect(h.machine.sessionID == nil)

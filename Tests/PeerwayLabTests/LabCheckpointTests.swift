@@ -3,16 +3,16 @@ import PeerwayLab
 import Testing
 
 /// CHECKPOINT through real NATs with loss: a supernode on the lab's public host, one peer behind a
-/// port-restricted NAT and one behind a symmetric NAT, 20% loss on every WAN link each way. They
+/// port-restricted NAT and one behind a symmetric NAT, 30% loss on every WAN link each way. They
 /// register, find each other by search and exchange an acknowledged message. In the same
 /// serialized suite as the other lab tests: labs are machine-wide.
 extension LabVerifyTests {
     /// Loss on each site's WAN link, percent.
-    static let checkpointLossPercent = 20
+    static let checkpointLossPercent = 30
     /// Where the lab's supernode listens (the public host's first address).
     static let labCheckpoint = "\(LabTopology.publicAddresses[0]):7400"
 
-    @Test("lab: two peers behind port-restricted and symmetric NATs with 20% loss register, search and message",
+    @Test("lab: two peers behind port-restricted and symmetric NATs with 30% loss register, search and message",
           .timeLimit(.minutes(3)))
     func checkpointThroughNATs() async throws {
         guard Self.canRun() else { return }

@@ -35,11 +35,13 @@ public struct CheckpointConfiguration: Sendable {
     /// First retransmission of a push after this many milliseconds; the gap doubles each time
     /// up to `pushRetransmitCapMillis`.
     public static let pushRetransmitMillis: UInt64 = 500
-    /// Longest gap between two sends of one push.
-    public static let pushRetransmitCapMillis: UInt64 = 4_000
+    /// Longest gap between two sends of one push: short, so that a push and its ack still get
+    /// through 30% loss each way (eight sends within the lifetime: all lost with probability
+    /// 0.51^8, under 0.5%).
+    public static let pushRetransmitCapMillis: UInt64 = 2_000
     /// A push not acknowledged within this many milliseconds is given up; for a message, that
-    /// is its `timedOut` outcome.
-    public static let pushLifetimeMillis: UInt64 = 10_000
+    /// is its `timedOut` outcome (shorter than the client's message timeout, so the sender hears it).
+    public static let pushLifetimeMillis: UInt64 = 12_000
     /// Messages one sender may have in flight at once.
     public static let maximumMessagesInFlightPerSender = 256
     /// Milliseconds the outcome of a finished message is remembered to answer the sender's
