@@ -79,7 +79,8 @@ public final class Peer: Sendable {
         let configuration = CheckpointClientConfiguration(
             identity: identity, supernodes: resolved.map(\.address), keepaliveSeconds: options.keepaliveSeconds,
             candidates: options.localCandidates ?? PeerNetwork.hostCandidates(bound: local),
-            metadata: initialMetadata, requestTimeout: options.requestTimeout)
+            metadata: initialMetadata, requestTimeout: options.requestTimeout, messageTimeout: options.messageTimeout,
+            connectAnswerTimeout: options.connectAnswerTimeout)
         let peer = Peer(id: identity.peerID, events: stream, driver: driver)
         try await driver.start(CheckpointClientMachine(configuration: configuration), timeout: options.startTimeout)
         return peer

@@ -18,6 +18,12 @@ public struct PeerOptions: Sendable {
     public var bindPort: UInt16
     /// A request without an answer fails with `PeerError.timedOut` after this long.
     public var requestTimeout: TimeAmount
+    /// `Peer.send` returns `.timedOut` when no final outcome came this long after sending
+    /// (longer than the checkpoint's own delivery attempts, so its verdict normally arrives).
+    public var messageTimeout: TimeAmount
+    /// `Peer.requestConnection` fails with `PeerError.timedOut` when the other side has not
+    /// answered this long after the request was forwarded (it may be asking a human).
+    public var connectAnswerTimeout: TimeAmount
     /// `Peer.start` gives up when no registration has completed this long after it began.
     public var startTimeout: TimeAmount
     /// Events kept for a consumer that falls behind; beyond this the oldest are dropped.
@@ -32,6 +38,8 @@ public struct PeerOptions: Sendable {
         bindHost: String? = nil,
         bindPort: UInt16 = 0,
         requestTimeout: TimeAmount = CheckpointClientLimits.defaultRequestTimeout,
+        messageTimeout: TimeAmount = CheckpointClientLimits.defaultMessageTimeout,
+        connectAnswerTimeout: TimeAmount = CheckpointClientLimits.defaultConnectAnswerTimeout,
         startTimeout: TimeAmount = PeerOptions.defaultStartTimeout,
         eventBufferSize: Int = PeerOptions.defaultEventBufferSize,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -41,12 +49,14 @@ public struct PeerOptions: Sendable {
         self.bindHost = bindHost
         self.bindPort = bindPort
         self.requestTimeout = requestTimeout
+        self.messageTimeout = messageTimeout
+        self.connectAnswerTimeout = connectAnswerTimeout
         self.startTimeout = startTimeout
         self.eventBufferSize = eventBufferSize
         self.eventLoopGroup = eventLoopGroup
     }
 
-    /// Default `startTimeout`: time for two handshake attempts at each of three supernodes.
+    /// Default `startTimeout`: time for handshake attempts at several supernodes in turn.
     public static let defaultStartTimeout: TimeAmount = .seconds(30)
     /// Default `eventBufferSize`.
     public static let defaultEventBufferSize = 4096
