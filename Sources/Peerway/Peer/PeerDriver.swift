@@ -180,8 +180,10 @@ final class PeerDriver: @unchecked Sendable {
             events.yield(.status(peer: status.peer, online: online, change: status.change, metadata: status.metadata))
         case .connectRequest(let request):
             events.yield(.connectRequest(request))
-        case .connectAnswer, .messageOutcome:
-            break  // late answers to calls that already completed as timed out
+        case .connectAnswer(let decision):
+            events.yield(.lateConnectAnswer(decision))
+        case .messageOutcome(let outcome):
+            events.yield(.lateMessageOutcome(outcome))
         case .stopped(let reason):
             closeNow(reason: reason)
         }

@@ -172,6 +172,11 @@ public enum PeerEvent: Equatable, Sendable {
     case message(from: PeerID, text: String)
     /// A watched peer came online, went offline, expired, or changed its metadata.
     case status(peer: PeerID, online: Bool, change: StatusEvent.Change, metadata: PeerMetadata)
+    /// The final outcome of a message whose `Peer.send` had already returned `.timedOut` (the
+    /// recipient acknowledged it after all, or the checkpoint gave up).
+    case lateMessageOutcome(MessageOutcome)
+    /// The answer to a connection request whose `Peer.requestConnection` had already timed out.
+    case lateConnectAnswer(ConnectDecision)
     /// Someone asks for a tunnel: answer with `Peer.answer(_:accept:reason:)`.
     case connectRequest(IncomingConnectRequest)
     /// The peer stopped; no event follows.

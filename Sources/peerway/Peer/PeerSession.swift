@@ -248,6 +248,16 @@ actor PeerSession {
                 output.emit("connect-request", [("from", .string(request.from.description)), ("transport", .string(request.transport.description)),
                                                 ("note", .string(request.note)), ("request", .string(String(request.requestID)))],
                             human: "\(request.from) asks for a \(request.transport) tunnel\(request.note.isEmpty ? "" : ": \(request.note)") (accept / refuse REASON)")
+            case .lateMessageOutcome(let o):
+                let delivered = o.outcome == .delivered
+                output.emit(delivered ? "delivered" : "failed",
+                            [("to", .string(o.to.description)), ("late", .bool(true))]
+                                + (delivered ? [] : [("reason", .string(o.outcome == .offline ? "offline" : "timed out"))]),
+                            human: delivered ? "delivered to \(o.to) after all" : "not delivered to \(o.to) (\(o.outcome))")
+            case .lateConnectAnswer(let d):
+                output.emit("connect-answer", [("peer", .string(d.peer.description)), ("accepted", .bool(d.accepted)),
+                                               ("reason", .string(d.reason)), ("late", .bool(true))],
+                            human: "\(d.peer) answered late: \(d.accepted ? "accepted" : "refused \(d.reason)")")
             case .stopped(let reason):
                 output.emit("stopped", [("reason", .string("\(reason)"))], human: "stopped: \(reason)")
                 return
