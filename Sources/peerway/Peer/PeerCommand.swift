@@ -10,10 +10,10 @@ struct PeerCommand: AsyncParsableCommand {
         abstract: "Run a peer: register with a supernode, then read one command per line on stdin.",
         discussion: """
         Commands: send ID TEXT, lookup ID, search QUERY, watch ID..., unwatch ID..., meta KEY=VALUE... \
-        (KEY= removes), connect ID udp|tcp [NOTE], accept [ID], refuse [REASON], id, help, quit.
+        (KEY= removes), connect ID udp|tcp [NOTE], accept [ID], refuse [ID] [REASON], id, help, quit.
         Events are printed as they happen; with --json one JSON object per line with an "event" field \
-        (registered, message, delivered, failed, status, lookup, search, watch, meta, connect-request, \
-        connect-answer, answered, disconnected, reregistered, stopped, error).
+        (registered, message, delivered, failed, status, lookup, search, unwatch, meta, connecting, \
+        connect-request, connect-answer, answered, disconnected, reregistered, stopped, id, help, error).
         When stdin ends the session finishes what it started and quits, unless --stay is given.
         """
     )
