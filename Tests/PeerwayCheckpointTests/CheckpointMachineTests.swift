@@ -231,6 +231,24 @@ struct CheckpointMachineTests {
         #expect(a.inbox.first?.id == 70)
     }
 
+    @Test("farewell: every registered peer is told its session is gone, in 12 bytes")
+    func farewell() throws {
+        var h = CheckpointHarness()
+        let a = WirePeer(1), b = WirePeer(2), c = WirePeer(3)
+        a.join(&h)
+        b.join(&h)
+        c.handshake(&h) // not registered: nothing to say
+        var out: [CheckpointAction] = []
+        h.machine.farewell(into: &out)
+        let sent = out.map { a -> (ByteBuffer, PeerEndpoint) in switch a { case .send(let b, let to): return (b, to) } }
+        #expect(Set(sent.map(\.1)) == [a.endpoint, b.endpoint])
+        for (bytes, to) in sent {
+            #expect(bytes.readableBytes == 12)
+            guard case .sessionUnknown(let id) = try decode(bytes) else { Issue.record("not a goodbye"); continue }
+            #expect(id == (to == a.endpoint ? a.sessionID : b.sessionID))
+        }
+    }
+
     @Test("unregister tells watchers offline; a new session for the same PeerID supersedes the old")
     func unregisterAndSupersede() {
         var h = CheckpointHarness()

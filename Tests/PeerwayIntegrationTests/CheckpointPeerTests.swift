@@ -172,6 +172,30 @@ struct CheckpointPeerTests {
         await live.stop()
     }
 
+    @Test("when its supernode stops, a peer fails over to the next one at once, not at its next keepalive")
+    func failoverOnShutdown() async throws {
+        let first = try Self.server()
+        let firstAddress = try first.start()
+        let second = try Self.server()
+        let secondAddress = try second.start()
+        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [firstAddress, secondAddress], options: Self.options())
+        let log = EventLog(a)
+        let stopped = ContinuousClock.now
+        await first.stop()
+        let moved = await log.waitFor(timeout: .seconds(20)) {
+            if case .reregistered(_, let supernode) = $0 { return supernode == secondAddress }
+            return false
+        }
+        #expect(moved != nil)
+        let took = ContinuousClock.now - stopped
+        print("failover after shutdown took \(took)")
+        // One handshake attempt at the stopped supernode (5 s), then the next; the keepalive
+        // (25 s) plays no part.
+        #expect(took < .seconds(15))
+        await a.stop()
+        await second.stop()
+    }
+
     @Test("a supernode address with the wrong key never completes the handshake")
     func wrongKey() async throws {
         let server = try Self.server()

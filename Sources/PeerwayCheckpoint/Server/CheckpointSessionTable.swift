@@ -64,6 +64,13 @@ struct CheckpointSessionTable {
         }
     }
 
+    /// Calls `body` with every session, in slot order.
+    func forEach(_ body: (CheckpointSession) -> Void) {
+        for chunk in chunks {
+            for case let session? in chunk { body(session) }
+        }
+    }
+
     /// Removes and returns the session with this id.
     mutating func removeValue(forKey id: UInt64) -> CheckpointSession? {
         guard let s = self[id] else { return nil }

@@ -227,7 +227,13 @@ final class CheckpointWorker: @unchecked Sendable {
             let remaining = (nextTick - NIODeadline.now()).nanoseconds / 1_000_000
             let ready = poll(&polls, nfds_t(polls.count), Int32(clamping: max(0, remaining)))
             if ready < 0, errno != EINTR { break }
-            if polls[1].revents != 0 { break }
+            if polls[1].revents != 0 {
+                // Stopping: tell every registered peer, so it re-handshakes now (failover).
+                machine.farewell(into: &actions)
+                emit()
+                flush()
+                break
+            }
             if ready > 0, polls[0].revents != 0 {
                 for _ in 0..<CheckpointEngineLimits.batchesPerPass {
                     let got = Int(recvLengths.withUnsafeMutableBufferPointer { lengths in
