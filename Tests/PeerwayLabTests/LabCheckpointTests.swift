@@ -16,26 +16,11 @@ extension LabVerifyTests {
           .timeLimit(.minutes(3)))
     func checkpointThroughNATs() async throws {
         guard Self.canRun() else { return }
-        defer { _ = try? Self.peerway(["lab", "down"]) }
-        let up = try Self.peerway(["lab", "up", "--site", "home=port-restricted", "--site", "office=symmetric",
-                                   "--loss", String(Self.checkpointLossPercent)])
-        try #require(up.status == 0, "lab up failed:\n\(up.output)")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-labcp-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-
-        let supernode = try LabProcess(Self.peerway, ["lab", "exec", "public", "--", Self.peerway, "supernode", "--no-stun",
-                                                      "--listen", Self.labCheckpoint, "--data-dir", dir + "/sn"], output: dir + "/sn.log")
-        defer { supernode.stop() }
-        let address = try #require(await LabProcess.waitForFile(dir + "/sn/address"), "supernode: \(supernode.text)")
-        let bob = try LabProcess(Self.peerway, ["lab", "exec", "office", "--", Self.peerway, "peer", "--supernode", address,
-                                                "--identity", dir + "/bob.key", "--meta", "name=bob", "--json", "--stay"],
-                                 output: dir + "/bob.log")
-        defer { bob.stop() }
-        let alice = try LabProcess(Self.peerway, ["lab", "exec", "home", "--", Self.peerway, "peer", "--supernode", address,
-                                                  "--identity", dir + "/alice.key", "--meta", "name=alice", "--json", "--stay"],
-                                   output: dir + "/alice.log")
-        defer { alice.stop() }
+        let scene = try await LabCheckpointScene.start(["--site", "home=port-restricted", "--site", "office=symmetric",
+                                                        "--loss", String(Self.checkpointLossPercent)])
+        defer { scene.tearDown() }
+        let bob = try scene.peer("bob", at: "office", ["--meta", "name=bob"])
+        let alice = try scene.peer("alice", at: "home", ["--meta", "name=alice"])
         let bobRegistered = try #require(await bob.waitFor("\"event\":\"registered\""), "bob: \(bob.text)")
         _ = try #require(await alice.waitFor("\"event\":\"registered\""), "alice: \(alice.text)")
         // Bob is seen from the public side at his NAT's address, not his LAN address.
@@ -50,7 +35,7 @@ extension LabVerifyTests {
         #expect(await alice.waitFor("\"event\":\"delivered\"") != nil, "alice: \(alice.text)")
         #expect(await bob.waitFor("hello through two NATs") != nil, "bob: \(bob.text)")
         print("lab checkpoint, alice:\n\(alice.text)lab checkpoint, bob:\n\(bob.text)")
-        _ = try Self.peerway(["lab", "down"])
+        scene.tearDown()
         #expect(LabRunner.existingNamespaces().isEmpty)
     }
 }
@@ -66,24 +51,11 @@ extension LabVerifyTests {
           .timeLimit(.minutes(3)))
     func checkpointNATRebinding() async throws {
         guard Self.canRun() else { return }
-        defer { _ = try? Self.peerway(["lab", "down"]) }
-        let up = try Self.peerway(["lab", "up", "--site", "home=port-restricted", "--site", "office=symmetric",
-                                   "--udp-timeout", String(Self.rebindingUDPTimeout)])
-        try #require(up.status == 0, "lab up failed:\n\(up.output)")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-labrb-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let supernode = try LabProcess(Self.peerway, ["lab", "exec", "public", "--", Self.peerway, "supernode", "--no-stun",
-                                                      "--listen", Self.labCheckpoint, "--data-dir", dir + "/sn"], output: dir + "/sn.log")
-        defer { supernode.stop() }
-        let address = try #require(await LabProcess.waitForFile(dir + "/sn/address"), "supernode: \(supernode.text)")
-        let bob = try LabProcess(Self.peerway, ["lab", "exec", "office", "--", Self.peerway, "peer", "--supernode", address,
-                                                "--identity", dir + "/bob.key", "--keepalive", String(Self.rebindingKeepalive),
-                                                "--json", "--stay"], output: dir + "/bob.log")
-        defer { bob.stop() }
-        let alice = try LabProcess(Self.peerway, ["lab", "exec", "home", "--", Self.peerway, "peer", "--supernode", address,
-                                                  "--identity", dir + "/alice.key", "--json", "--stay"], output: dir + "/alice.log")
-        defer { alice.stop() }
+        let scene = try await LabCheckpointScene.start(["--site", "home=port-restricted", "--site", "office=symmetric",
+                                                        "--udp-timeout", String(Self.rebindingUDPTimeout)])
+        defer { scene.tearDown() }
+        let bob = try scene.peer("bob", at: "office", ["--keepalive", String(Self.rebindingKeepalive)])
+        let alice = try scene.peer("alice", at: "home")
         let first = try #require(await bob.waitFor("\"event\":\"registered\""), "bob: \(bob.text)")
         _ = try #require(await alice.waitFor("\"event\":\"registered\""), "alice: \(alice.text)")
         let fields = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any]
@@ -98,9 +70,71 @@ extension LabVerifyTests {
         #expect(await alice.waitFor("\"event\":\"delivered\"") != nil, "alice: \(alice.text)")
         #expect(await bob.waitFor("found you again") != nil, "bob: \(bob.text)")
         print("lab rebinding, bob:\n\(bob.text)")
-        _ = try Self.peerway(["lab", "down"])
+        scene.tearDown()
         #expect(LabRunner.existingNamespaces().isEmpty)
     }
+}
+
+/// A lab with a supernode on its public host, and the `peerway peer --json --stay` processes a
+/// test starts behind its sites. `tearDown` stops them all and removes the lab (idempotent).
+final class LabCheckpointScene: @unchecked Sendable {
+    let directory: String
+    let supernode: LabProcess
+    /// The supernode's `peerway://` address.
+    let address: String
+    private var processes: [LabProcess] = []
+    private var down = false
+
+    private init(directory: String, supernode: LabProcess, address: String) {
+        self.directory = directory
+        self.supernode = supernode
+        self.address = address
+        processes = [supernode]
+    }
+
+    /// `peerway lab up ARGS`, then a supernode (CHECKPOINT only) on the public host.
+    static func start(_ labArguments: [String]) async throws -> LabCheckpointScene {
+        let up = try LabVerifyTests.peerway(["lab", "up"] + labArguments)
+        guard up.status == 0 else {
+            _ = try? LabVerifyTests.peerway(["lab", "down"])
+            throw LabSceneError(text: "lab up failed:\n\(up.output)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pw-lab-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let peerway = LabVerifyTests.peerway
+        let supernode = try LabProcess(peerway, ["lab", "exec", "public", "--", peerway, "supernode", "--no-stun",
+                                                 "--listen", LabVerifyTests.labCheckpoint, "--data-dir", directory + "/sn"],
+                                       output: directory + "/sn.log")
+        guard let address = await LabProcess.waitForFile(directory + "/sn/address") else {
+            supernode.stop()
+            _ = try? LabVerifyTests.peerway(["lab", "down"])
+            throw LabSceneError(text: "the supernode wrote no address: \(supernode.text)")
+        }
+        return LabCheckpointScene(directory: directory, supernode: supernode, address: address)
+    }
+
+    /// Starts `peerway peer` named `name` behind `site` (its identity and log in the scene's directory).
+    func peer(_ name: String, at site: String, _ extra: [String] = []) throws -> LabProcess {
+        let peerway = LabVerifyTests.peerway
+        let p = try LabProcess(peerway, ["lab", "exec", site, "--", peerway, "peer", "--supernode", address,
+                                         "--identity", directory + "/\(name).key", "--json", "--stay"] + extra,
+                               output: directory + "/\(name).log")
+        processes.append(p)
+        return p
+    }
+
+    func tearDown() {
+        guard !down else { return }
+        down = true
+        processes.forEach { $0.stop() }
+        _ = try? LabVerifyTests.peerway(["lab", "down"])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+struct LabSceneError: Error, CustomStringConvertible {
+    let text: String
+    var description: String { text }
 }
 
 /// A lab process whose output goes to a file that the test reads as it grows.
