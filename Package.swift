@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "PeerwaySTUN", targets: ["PeerwaySTUN"]),
         .library(name: "PeerwayNetcheck", targets: ["PeerwayNetcheck"]),
         .library(name: "PeerwayCheckpoint", targets: ["PeerwayCheckpoint"]),
+        .library(name: "PeerwayRelay", targets: ["PeerwayRelay"]),
         .library(name: "PeerwayLab", targets: ["PeerwayLab"]),
         .executable(name: "peerway", targets: ["peerway"]),
     ],
@@ -54,6 +55,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+        // The raw RELAY's allocation table and forwarding rules (pure; the service comes with HANDSHAKE).
+        .target(
+            name: "PeerwayRelay",
+            dependencies: ["PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "PeerwaySupernode",
@@ -125,6 +131,10 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "PeerwayRelayTests",
+            dependencies: ["PeerwayRelay", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "PeerwayLabTests", dependencies: ["PeerwayLab"]),
     ]
