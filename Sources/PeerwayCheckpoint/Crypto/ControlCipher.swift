@@ -8,11 +8,7 @@ import NIOCore
 public enum ControlCipher {
     /// The cleartext header of a sealed packet (also its associated data).
     public static func sealedHeader(sessionID: UInt64, counter: UInt64) -> [UInt8] {
-        var h: [UInt8] = [ControlLimits.version, ControlPacket.Kind.sealed.rawValue, 0, 0]
-        h.reserveCapacity(ControlLimits.sealedHeaderBytes)
-        withUnsafeBytes(of: sessionID.bigEndian) { h.append(contentsOf: $0) }
-        withUnsafeBytes(of: counter.bigEndian) { h.append(contentsOf: $0) }
-        return h
+        withSealedHeader(sessionID: sessionID, counter: counter) { Array($0) }
     }
 
     /// The associated data of a hello reply: its first 44 bytes.

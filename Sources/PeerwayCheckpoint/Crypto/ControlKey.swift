@@ -18,11 +18,17 @@ public struct ControlKey: Equatable, Sendable {
         self.init(bytes: key.withUnsafeBytes { Array($0) })
     }
 
-    /// The key as swift-crypto takes it.
-    public var symmetricKey: SymmetricKey {
+    /// Calls `body` with the 32 bytes (big-endian words), on the stack.
+    func withBytes<T>(_ body: (UnsafeRawBufferPointer) -> T) -> T {
         var be = (w0.bigEndian, w1.bigEndian, w2.bigEndian, w3.bigEndian)
-        return withUnsafeBytes(of: &be) { SymmetricKey(data: $0) }
+        return withUnsafeBytes(of: &be, body)
     }
+
+    /// The key as swift-crypto takes it.
+    public var symmetricKey: SymmetricKey { withBytes { SymmetricKey(data: $0) } }
+
+    /// The 32 bytes.
+    var bytes: [UInt8] { withBytes { Array($0) } }
 }
 
 /// The two directions' keys of one control session and the transcript hash they were made

@@ -172,11 +172,3 @@ extension CheckpointMachine {
         respond(.watchResult(statuses), id: id, session: sid, into: &out)
     }
 }
-
-extension ControlKey {
-    /// The 32 bytes, big-endian words.
-    var bytes: [UInt8] {
-        var be = (w0.bigEndian, w1.bigEndian, w2.bigEndian, w3.bigEndian)
-        return withUnsafeBytes(of: &be) { Array($0) }
-    }
-}
