@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "PeerwayNetcheck", targets: ["PeerwayNetcheck"]),
         .library(name: "PeerwayCheckpoint", targets: ["PeerwayCheckpoint"]),
         .library(name: "PeerwayRelay", targets: ["PeerwayRelay"]),
+        .library(name: "PeerwayTunnel", targets: ["PeerwayTunnel"]),
         .library(name: "PeerwayLab", targets: ["PeerwayLab"]),
         .executable(name: "peerway", targets: ["peerway"]),
     ],
@@ -56,16 +57,30 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // The raw RELAY's allocation table and forwarding rules (pure; the service comes with HANDSHAKE).
+        // The raw RELAY's tokens, allocation table and forwarding rules (pure; the service is in PeerwaySupernode).
         .target(
             name: "PeerwayRelay",
-            dependencies: ["PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "PeerwaySTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Tunnel keys, path probes and encrypted records (pure; see docs/traversal-protocol.md).
+        .target(
+            name: "PeerwayTunnel",
+            dependencies: [
+                "PeerwayCheckpoint", "PeerwaySTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .target(
             name: "PeerwaySupernode",
             dependencies: [
                 "PeerwaySTUN",
                 "PeerwayCheckpoint",
+                "PeerwayRelay",
                 "CPeerwayLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -79,9 +94,13 @@ let package = Package(
                 "PeerwaySTUN",
                 "PeerwayCheckpoint",
                 "PeerwayNetcheck",
+                "PeerwayRelay",
+                "PeerwayTunnel",
+                "CPeerwayLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(name: "CPeerwayLinux"),
@@ -97,6 +116,8 @@ let package = Package(
                 "PeerwayNetcheck",
                 "PeerwayCheckpoint",
                 "PeerwayLab",
+                "PeerwayRelay",
+                "PeerwayTunnel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -127,14 +148,22 @@ let package = Package(
         .testTarget(
             name: "PeerwayIntegrationTests",
             dependencies: [
-                "Peerway", "PeerwaySupernode", "PeerwaySTUN", "PeerwayNetcheck", "PeerwayCheckpoint",
+                "Peerway", "PeerwaySupernode", "PeerwaySTUN", "PeerwayNetcheck", "PeerwayCheckpoint", "PeerwayRelay", "PeerwayTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(
             name: "PeerwayRelayTests",
-            dependencies: ["PeerwayRelay", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["PeerwayRelay", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
+            name: "PeerwayTunnelTests",
+            dependencies: [
+                "PeerwayTunnel", "PeerwayCheckpoint", "PeerwaySTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .testTarget(name: "PeerwayLabTests", dependencies: ["PeerwayLab"]),
     ]

@@ -77,6 +77,21 @@ extension CheckpointClientMachine {
         return call(.answerConnect(ConnectDecision(peer: requester, requestID: requestID, accepted: accept, reason: reason)), now: now)
     }
 
+    /// HANDSHAKE: sends this side's offer for an accepted connection. Completes with `.done`; the
+    /// plan arrives as the event `.traversalPlan`.
+    public mutating func offerTraversal(_ offer: TraversalOffer, now: NIODeadline) -> (token: CheckpointRequestToken, actions: [CheckpointClientAction]) {
+        guard offer.keyShare.count == ControlLimits.keyShareBytes,
+              offer.candidates.count <= ControlLimits.maximumTraversalCandidates else {
+            return refuse(.invalidArgument("a traversal offer holds a \(ControlLimits.keyShareBytes)-byte key share and at most \(ControlLimits.maximumTraversalCandidates) candidates"))
+        }
+        return call(.traversalOffer(offer), now: now)
+    }
+
+    /// HANDSHAKE: tells it how this side's tunnel came out. Completes with `.done`.
+    public mutating func reportTraversal(_ result: TraversalResult, now: NIODeadline) -> (token: CheckpointRequestToken, actions: [CheckpointClientAction]) {
+        call(.traversalResult(result), now: now)
+    }
+
     /// Sends an instant message. Messages to one peer go one at a time, in call order (at most
     /// `maximumQueuedMessagesPerDestination` waiting). Completes with `.messageOutcome`:
     /// `delivered`, `offline`, or `timedOut` when no final outcome came within `messageTimeout`.
@@ -144,7 +159,7 @@ extension CheckpointClientMachine {
             for change in update.changes { changes[change.key] = .some(change.value) }
             if (try? next.apply(changes)) != nil { metadata = next }
             complete(token, .success(.done))
-        case (.answerConnect, .ok):
+        case (.answerConnect, .ok), (.traversalOffer, .ok), (.traversalResult, .ok):
             complete(token, .success(.done))
         case (.connect(let asked), .ok):
             connectWaits[ClientConnectKey(peer: asked.to, requestID: asked.requestID)] =

@@ -338,6 +338,7 @@ public struct CheckpointClientMachine: Sendable {
         case .connectRequested(let request): output.append(.event(.connectRequest(request)))
         case .connectAnswered(let decision): connectAnswered(decision)
         case .messageStatus(let outcome): messageStatus(outcome, now: now)
+        case .traversalPlan(let plan): output.append(.event(.traversalPlan(plan)))
         default: break
         }
     }

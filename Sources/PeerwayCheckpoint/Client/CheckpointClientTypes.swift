@@ -203,6 +203,8 @@ public enum CheckpointClientEvent: Equatable, Sendable {
     case connectAnswer(ConnectDecision)
     /// A final message outcome for a message whose call already completed (timed out locally).
     case messageOutcome(MessageOutcome)
+    /// HANDSHAKE: this side's plan for a traversal it offered.
+    case traversalPlan(TraversalPlan)
     /// The machine stopped; nothing follows. Close the socket.
     case stopped(CheckpointStopReason)
 }

@@ -19,6 +19,9 @@ public struct CheckpointConfiguration: Sendable {
     public var requestBurst = CheckpointConfiguration.defaultRequestBurst
     /// Most sessions (registered or not) held at once; hellos beyond it are dropped.
     public var maximumSessions = CheckpointConfiguration.defaultMaximumSessions
+    /// Where the HANDSHAKE gets relay allocations (nil: no relay; traversals that cannot go
+    /// direct fail).
+    public var relays: (any RelayGranting)?
 
     /// Default `helloRatePerSecond`: a NAT with many peers behind it re-handshakes them all after
     /// a supernode restart.

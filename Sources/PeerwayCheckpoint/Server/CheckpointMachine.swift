@@ -45,6 +45,9 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     var watchersOf: [PeerID: Set<PeerID>] = [:]
     var watching: [PeerID: Set<PeerID>] = [:]
     var negotiations: [NegotiationKey: Negotiation] = [:]
+    var traversals: [NegotiationKey: PendingTraversal] = [:]
+    /// What the HANDSHAKE has done.
+    public internal(set) var handshakeCounters = HandshakeCounters()
     var random = SystemRandomNumberGenerator()
     let publicKeyBytes: [UInt8]
 
@@ -269,6 +272,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         }
         retransmitPushes(ms: ms, into: &out)
         timeOutNegotiations(ms: ms, into: &out)
+        timeOutTraversals(ms: ms, into: &out)
         forgetOutcomes(ms: ms)
         helloLimiter.sweep(now: now)
     }

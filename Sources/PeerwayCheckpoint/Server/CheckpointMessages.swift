@@ -106,7 +106,7 @@ extension CheckpointMachine {
             return
         }
         if !negotiation.answered {
-            close(key, ms: ms)
+            close(key, ms: ms, accepted: decision.accepted)
             push(.connectAnswered(ConnectDecision(peer: peer, requestID: decision.requestID, accepted: decision.accepted,
                                                   reason: decision.reason)), to: decision.peer, ms: ms, into: &out)
         }
@@ -114,9 +114,9 @@ extension CheckpointMachine {
     }
 
     /// Marks a negotiation answered (remembered a while for retransmitted answers).
-    private mutating func close(_ key: NegotiationKey, ms: UInt64) {
+    private mutating func close(_ key: NegotiationKey, ms: UInt64, accepted: Bool = false) {
         guard let n = negotiations[key], !n.answered else { return }
-        negotiations[key] = Negotiation(requesterSession: n.requesterSession, answered: true,
+        negotiations[key] = Negotiation(requesterSession: n.requesterSession, answered: true, accepted: accepted,
                                         deadlineMillis: ms + CheckpointConfiguration.connectMemoryMillis)
         if let s = sessions[n.requesterSession], s.openConnectRequests > 0 {
             sessions[n.requesterSession]!.openConnectRequests -= 1

@@ -42,6 +42,10 @@ extension CheckpointMachine {
             connect(request, from: peer, id: id, session: sid, ms: ms, into: &out)
         case .answerConnect(let decision):
             answerConnect(decision, by: peer, id: id, session: sid, ms: ms, into: &out)
+        case .traversalOffer(let offer):
+            traversalOffer(offer, from: peer, id: id, session: sid, ms: ms, into: &out)
+        case .traversalResult(let result):
+            traversalResult(result, from: peer, id: id, session: sid, into: &out)
         default:
             respond(.error(ControlFailure(.badRequest, "frame \(frame) is not a request")), id: id, session: sid, into: &out)
         }

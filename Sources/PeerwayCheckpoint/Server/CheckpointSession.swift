@@ -82,6 +82,8 @@ struct NegotiationKey: Hashable {
 struct Negotiation {
     var requesterSession: UInt64
     var answered: Bool
+    /// Answered with an accept (the HANDSHAKE takes offers for it).
+    var accepted = false
     /// Unanswered: when it times out. Answered: when it is forgotten.
     var deadlineMillis: UInt64
 }

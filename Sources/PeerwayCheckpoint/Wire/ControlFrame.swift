@@ -36,6 +36,10 @@ public enum ControlFrame: Equatable, Sendable {
     case connect(ConnectRequest)
     /// Accept or refuse a connection request received as a push; answered with `ok`.
     case answerConnect(ConnectDecision)
+    /// HANDSHAKE: this side's candidates, NAT profile and key share for an accepted connection.
+    case traversalOffer(TraversalOffer)
+    /// HANDSHAKE: how this side's tunnel came out.
+    case traversalResult(TraversalResult)
 
     // MARK: responses (checkpoint → peer)
     /// Registration done.
@@ -62,6 +66,8 @@ public enum ControlFrame: Equatable, Sendable {
     case connectAnswered(ConnectDecision)
     /// The final outcome of a message whose first answer was `queued`.
     case messageStatus(MessageOutcome)
+    /// HANDSHAKE: this side's traversal plan (both sides get theirs in the same instant).
+    case traversalPlan(TraversalPlan)
     /// Acknowledges the push with this frame's id (peer → checkpoint).
     case ack
 
@@ -73,11 +79,11 @@ public enum ControlFrame: Equatable, Sendable {
     public enum Kind: UInt8, Sendable, CaseIterable {
         case register = 0x10, keepalive = 0x11, unregister = 0x12, lookup = 0x13, publish = 0x14
         case search = 0x15, sendMessage = 0x16, watch = 0x17, unwatch = 0x18, connect = 0x19
-        case answerConnect = 0x1A
+        case answerConnect = 0x1A, traversalOffer = 0x1B, traversalResult = 0x1C
         case registered = 0x30, ok = 0x31, keepaliveAck = 0x32, lookupResult = 0x33
         case searchResult = 0x34, messageOutcome = 0x35, watchResult = 0x36, error = 0x3F
         case deliver = 0x50, status = 0x51, connectRequested = 0x52, connectAnswered = 0x53
-        case messageStatus = 0x54
+        case messageStatus = 0x54, traversalPlan = 0x55
         case welcome = 0x60
         case ack = 0x7F
     }

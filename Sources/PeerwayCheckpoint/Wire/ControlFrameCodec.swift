@@ -41,6 +41,9 @@ extension ControlFrame {
         case .messageStatus: .messageStatus
         case .ack: .ack
         case .welcome: .welcome
+        case .traversalOffer: .traversalOffer
+        case .traversalResult: .traversalResult
+        case .traversalPlan: .traversalPlan
         }
     }
 }
@@ -77,6 +80,9 @@ extension ByteBuffer {
         case .status(let body): body.writeWire(into: &self)
         case .connectRequested(let body): body.writeWire(into: &self)
         case .welcome(let body): body.writeWire(into: &self)
+        case .traversalOffer(let body): body.writeWire(into: &self)
+        case .traversalResult(let body): body.writeWire(into: &self)
+        case .traversalPlan(let body): body.writeWire(into: &self)
         }
         return writerIndex - start
     }
@@ -135,6 +141,9 @@ extension ControlFrame {
         case .messageStatus: frame = .messageStatus(try MessageOutcome(wire: &r, "messageStatus"))
         case .ack: frame = .ack
         case .welcome: frame = .welcome(try Welcome(wire: &r))
+        case .traversalOffer: frame = .traversalOffer(try TraversalOffer(wire: &r))
+        case .traversalResult: frame = .traversalResult(try TraversalResult(wire: &r))
+        case .traversalPlan: frame = .traversalPlan(try TraversalPlan(wire: &r))
         }
         return ControlEnvelope(id: id, frame: frame)
     }

@@ -77,4 +77,20 @@ public enum ControlLimits {
     public static let expiryMisses: UInt8 = 3
     /// Seconds a handshaken but unregistered session lives.
     public static let unregisteredSessionSeconds = 30
+
+    // MARK: HANDSHAKE (docs/traversal-protocol.md)
+    /// Bytes of a tunnel key share (ephemeral X25519 key, identity key, Ed25519 signature).
+    public static let keyShareBytes = 128
+    /// Bytes of a relay token.
+    public static let relayTokenBytes = 32
+    /// Most candidates in one traversal offer.
+    public static let maximumTraversalCandidates = 16
+    /// Most targets in one traversal plan.
+    public static let maximumTraversalTargets = 24
+    /// Most ports one target names.
+    public static let maximumTargetPorts: UInt16 = 256
+    /// Most random ports one plan sprays.
+    public static let maximumSprayPorts: UInt16 = 4096
+    /// Most local sockets one plan asks a side to probe from.
+    public static let maximumPlanSockets: UInt16 = 512
 }

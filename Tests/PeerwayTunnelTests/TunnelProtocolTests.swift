@@ -1,0 +1,6 @@
+import Testing
+@testable import PeerwayTunnel
+
+@Test func tunnelProtocolVersionIsOne() {
+    #expect(TunnelProtocol.version == 1)
+}
