@@ -29,7 +29,8 @@ public enum LabMatrixReport {
             case (.udp, _?): aioice = "\(row.aioiceDirect)/\(row.aioiceTries)"
             }
             let methods = row.methods.isEmpty ? "-" : row.methods.joined(separator: "+")
-            let path = row.path + (row.directExpected && row.path != "direct" ? "!" : "")
+            // "!": direct was required and some try was not.
+            let path = row.path + (row.tries > 0 && row.directExpected && row.directCount < row.tries ? "!" : "")
             let success = row.skipped != nil ? "skipped" : summary.dryRun ? "-" : "\(row.successes)/\(row.tries)"
             let result = row.failures(dryRun: summary.dryRun).isEmpty ? "pass" : "FAIL"
             lines.append(line([row.pair.description, row.transport.rawValue, path, methods, milliseconds(row.p50Milliseconds),

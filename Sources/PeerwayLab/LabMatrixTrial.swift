@@ -255,8 +255,9 @@ public struct LabAioiceLine: Decodable, Sendable {
 /// `result` line. Connected only when both agents connected and the controlling one's datagram
 /// came back.
 public enum LabAioiceExchange {
-    /// Gathering (host + server-reflexive; aioice gives STUN 5 s) and the exchange.
-    public static let gatherTimeout: TimeInterval = 10
+    /// From the agent's start to its `local` line: Python's start, and gathering (host and
+    /// server-reflexive; aioice gives STUN 5 s, the agent gathering 8 s), on a loaded machine.
+    public static let gatherTimeout: TimeInterval = 20
     /// Slack past the agents' own connect timeout before the runner gives up on their result.
     public static let resultSlack: TimeInterval = 8
 

@@ -20,7 +20,7 @@ struct LabCommand: AsyncParsableCommand {
               sudo peerway lab exec home -- peerway netcheck --stun \(LabLimits.stunPrimary)
               sudo peerway lab down
             """,
-        subcommands: [LabUp.self, LabExec.self, LabVerifyCommand.self, LabDown.self, LabDelayQueueCommand.self]
+        subcommands: [LabUp.self, LabExec.self, LabVerifyCommand.self, LabMatrixCommand.self, LabDown.self, LabDelayQueueCommand.self]
     )
 
     /// The running executable, to start in the namespaces (`peerway stun`, `peerway netcheck`).
