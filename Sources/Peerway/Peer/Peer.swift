@@ -26,12 +26,23 @@ public final class Peer: Sendable {
     /// Everything that happens without being asked for, in order. Meant for a single consumer:
     /// iterating it from two tasks splits the events between them. Finishes after `.stopped`.
     public let events: AsyncStream<PeerEvent>
-    private let driver: PeerDriver
+    let driver: PeerDriver
+    let identity: PeerIdentity
+    let options: PeerOptions
+    /// The STUN server traversals ask for server-reflexive addresses (the first supernode's host).
+    let stunServer: STUNAddress
+    /// This host's NAT, as the netcheck started with the peer measures it.
+    let nat: NATProfileCache
 
-    private init(id: PeerID, events: AsyncStream<PeerEvent>, driver: PeerDriver) {
-        self.id = id
+    private init(identity: PeerIdentity, events: AsyncStream<PeerEvent>, driver: PeerDriver, options: PeerOptions,
+                 stunServer: STUNAddress) {
+        self.id = identity.peerID
+        self.identity = identity
         self.events = events
         self.driver = driver
+        self.options = options
+        self.stunServer = stunServer
+        self.nat = NATProfileCache()
     }
 
     deinit {
@@ -81,8 +92,10 @@ public final class Peer: Sendable {
             candidates: options.localCandidates ?? PeerNetwork.hostCandidates(bound: local),
             metadata: initialMetadata, requestTimeout: options.requestTimeout, messageTimeout: options.messageTimeout,
             connectAnswerTimeout: options.connectAnswerTimeout)
-        let peer = Peer(id: identity.peerID, events: stream, driver: driver)
+        let stun = options.stunServer ?? STUNAddress(ip: resolved[0].endpoint.ip, port: options.stunPort)
+        let peer = Peer(identity: identity, events: stream, driver: driver, options: options, stunServer: stun)
         try await driver.start(CheckpointClientMachine(configuration: configuration), timeout: options.startTimeout)
+        if options.measuresNAT { peer.nat.measure(server: stun, group: options.eventLoopGroup) }
         return peer
     }
 
@@ -178,7 +191,7 @@ public final class Peer: Sendable {
 
     // MARK: internals
 
-    private func run(_ what: String, _ body: @escaping @Sendable (inout CheckpointClientMachine, NIODeadline)
+    func run(_ what: String, _ body: @escaping @Sendable (inout CheckpointClientMachine, NIODeadline)
         -> (token: CheckpointRequestToken, actions: [CheckpointClientAction])) async throws(PeerError) -> CheckpointClientResponse {
         switch await driver.call(body) {
         case .success(let response): return response

@@ -26,12 +26,22 @@ final class PeerDriver: @unchecked Sendable {
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     private var isClosed = false
     private let events: AsyncStream<PeerEvent>.Continuation
+    /// Where HANDSHAKE plans go: the traversals waiting for them.
+    let traversals = TraversalRegistry()
 
-    init(supernodes: [PeerNetwork.Resolved], eventLoop: any EventLoop, events: AsyncStream<PeerEvent>.Continuation) throws {
+    /// UDP or TCP per supernode (`PeerControlTransport.swift`).
+    private let control: PeerControlTransport
+
+    init(supernodes: [PeerNetwork.Resolved], eventLoop: any EventLoop, events: AsyncStream<PeerEvent>.Continuation,
+         tcpFallbackDelay: TimeAmount? = PeerOptions.defaultTCPFallbackDelay) throws {
         self.supernodes = supernodes
         self.destinations = try supernodes.map { try $0.endpoint.socketAddress() }
+        control = PeerControlTransport(eventLoop: eventLoop,
+                                       tcpAddresses: try supernodes.map { try $0.endpoint.with(port: $0.address.tcpPort).socketAddress() },
+                                       fallbackDelay: tcpFallbackDelay)
         self.eventLoop = eventLoop
         self.events = events
+        control.driver = self
     }
 
     /// Binds the channel; returns its local address.
@@ -129,7 +139,21 @@ final class PeerDriver: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         guard !isClosed, machine != nil, let source = STUNAddress(envelope.remoteAddress),
               let index = supernodes.firstIndex(where: { $0.endpoint == source }) else { return }
+        guard control.datagramArrived(from: index) else { return }
         perform(machine!.datagramReceived(envelope.data, from: index, now: .now()))
+    }
+
+    /// A control packet from supernode `index` over TCP.
+    func controlReceived(_ bytes: ByteBuffer, from index: Int) {
+        eventLoop.assertInEventLoop()
+        guard !isClosed, machine != nil else { return }
+        perform(machine!.datagramReceived(bytes, from: index, now: .now()))
+    }
+
+    /// Sends a control packet to supernode `index` over UDP.
+    func sendDatagram(_ bytes: ByteBuffer, to index: Int) {
+        // A lost write is a lost datagram: the machine retransmits.
+        channel?.writeAndFlush(AddressedEnvelope(remoteAddress: destinations[index], data: bytes), promise: nil)
     }
 
     fileprivate func channelClosed() {
@@ -144,8 +168,7 @@ final class PeerDriver: @unchecked Sendable {
             guard !isClosed else { return }
             switch action {
             case .send(let bytes, let index):
-                // A lost write is a lost datagram: the machine retransmits.
-                channel?.writeAndFlush(AddressedEnvelope(remoteAddress: destinations[index], data: bytes), promise: nil)
+                control.send(bytes, to: index)
             case .scheduleWakeUp(let deadline):
                 timer?.cancel()
                 timer = eventLoop.scheduleTask(deadline: deadline) {
@@ -184,6 +207,8 @@ final class PeerDriver: @unchecked Sendable {
             events.yield(.lateConnectAnswer(decision))
         case .messageOutcome(let outcome):
             events.yield(.lateMessageOutcome(outcome))
+        case .traversalPlan(let plan):
+            traversals.deliver(plan)
         case .stopped(let reason):
             closeNow(reason: reason)
         }
@@ -214,6 +239,7 @@ final class PeerDriver: @unchecked Sendable {
             }
         }
         isClosed = true
+        control.close()
         timer?.cancel()
         timer = nil
         startTimer?.cancel()

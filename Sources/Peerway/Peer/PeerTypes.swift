@@ -30,6 +30,18 @@ public struct PeerOptions: Sendable {
     public var eventBufferSize: Int
     /// The event loop group the peer's socket runs on.
     public var eventLoopGroup: any EventLoopGroup
+    /// When a handshake with a supernode has had no answer over UDP this long, the peer also
+    /// dials the supernode's TCP port (its address's `?tcp=`) and uses whichever answers first;
+    /// `nil`: UDP only.
+    public var tcpFallbackDelay: TimeAmount? = PeerOptions.defaultTCPFallbackDelay
+    /// The STUN server for server-reflexive candidates and the NAT measurement; `nil` means the
+    /// first supernode's host at `stunPort`.
+    public var stunServer: STUNAddress? = nil
+    /// The STUN port on the supernode's host (`peerway supernode` runs its STUN pair there).
+    public var stunPort: UInt16 = STUN.defaultPort
+    /// Whether to measure this host's NAT (RFC 5780, in the background after start) so that
+    /// traversals can pick the right technique; without it they try every technique that may work.
+    public var measuresNAT = true
 
     /// Options with the defaults described on each property.
     public init(
@@ -92,6 +104,12 @@ public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
     case protocolViolation(String)
     /// The peer is stopped (`stop()`, superseded, or its socket closed).
     case stopped
+    /// The other peer refused the connection, with its reason.
+    case connectionRefused(String)
+    /// No tunnel could be made (no direct path and no relay answered, or the plan failed).
+    case traversalFailed(String)
+    /// The other side's tunnel key share did not verify (it is not who it claims, or was tampered with).
+    case tunnelAuthenticationFailed(String)
 
     /// What failed and what to do about it, in a sentence.
     public var description: String {
@@ -125,6 +143,12 @@ public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
             return "protocol violation by the checkpoint: \(what)"
         case .stopped:
             return "the peer is stopped"
+        case .connectionRefused(let reason):
+            return "the other peer refused the connection: \(reason.isEmpty ? "no reason given" : reason)"
+        case .traversalFailed(let why):
+            return "no tunnel could be made: \(why); check that the supernode runs a relay (peerway supernode --relay-listen)"
+        case .tunnelAuthenticationFailed(let why):
+            return "the other side of the tunnel failed authentication (\(why)); it may be an impostor, the tunnel was not opened"
         }
     }
 }

@@ -308,7 +308,7 @@ public struct CheckpointClientMachine: Sendable {
         switch envelope.frame {
         case .registered, .ok, .keepaliveAck, .lookupResult, .searchResult, .messageOutcome, .watchResult, .error:
             response(envelope, now: now)
-        case .deliver, .status, .connectRequested, .connectAnswered, .messageStatus:
+        case .deliver, .status, .connectRequested, .connectAnswered, .messageStatus, .traversalPlan:
             push(envelope, now: now)
         default:
             statistics.unexpected += 1

@@ -10,10 +10,12 @@ struct PeerCommand: AsyncParsableCommand {
         abstract: "Run a peer: register with a supernode, then read one command per line on stdin.",
         discussion: """
         Commands: send ID TEXT, lookup ID, search QUERY, watch ID..., unwatch ID..., meta KEY=VALUE... \
-        (KEY= removes), connect ID udp|tcp [NOTE], accept [ID], refuse [ID] [REASON], id, help, quit.
+        (KEY= removes), connect ID udp|tcp [NOTE], accept [ID], refuse [ID] [REASON], send-bytes ID N, close ID, id, help, quit.
         Events are printed as they happen; with --json one JSON object per line with an "event" field \
         (registered, message, delivered, failed, status, lookup, search, unwatch, meta, connecting, \
-        connect-request, connect-answer, answered, disconnected, reregistered, stopped, id, help, error).
+        connect-request, connect-answer, answered, tunnel, tunnel-failed, send-bytes, closed, data, disconnected, reregistered, \
+        stopped, id, help, error). A tunnel event: {"event":"tunnel","peer":ID,"transport":"udp","path":"direct"|"relayed",\
+        "method":...,"ms":...}.
         When stdin ends the session finishes what it started and quits, unless --stay is given.
         """
     )
@@ -38,6 +40,12 @@ struct PeerCommand: AsyncParsableCommand {
 
     @Flag(name: .long, help: "Keep running after stdin ends, until SIGINT/SIGTERM.")
     var stay = false
+
+    @Flag(name: .long, help: "Accept every connection request and echo everything that arrives on tunnels.")
+    var echo = false
+
+    @Flag(name: .long, help: "Unencrypted tunnels: the raw network socket (payload in clear).")
+    var raw = false
 
     func run() async throws {
         let output = PeerOutput(json: json)
@@ -69,7 +77,7 @@ struct PeerCommand: AsyncParsableCommand {
             output.error("\(error)")
             throw ExitCode(1)
         }
-        let session = PeerSession(peer: peer, output: output)
+        let session = PeerSession(peer: peer, output: output, echo: echo, tunnelOptions: TunnelOptions(encrypted: !raw))
         await session.run(stay: stay)
     }
 }

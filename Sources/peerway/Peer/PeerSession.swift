@@ -12,10 +12,18 @@ actor PeerSession {
     private var pendingRequests: [IncomingConnectRequest] = []
     /// Commands still running.
     private var running: [UUID: Task<Void, Never>] = [:]
+    /// Accept every connection request and echo what arrives on tunnels.
+    let echo: Bool
+    /// Tunnel options (`--raw`: unencrypted).
+    let tunnelOptions: TunnelOptions
+    /// The newest tunnel with each peer.
+    private var tunnels: [PeerID: Tunnel] = [:]
 
-    init(peer: Peer, output: PeerOutput) {
+    init(peer: Peer, output: PeerOutput, echo: Bool = false, tunnelOptions: TunnelOptions = TunnelOptions()) {
         self.peer = peer
         self.output = output
+        self.echo = echo
+        self.tunnelOptions = tunnelOptions
     }
 
     /// Runs until `quit`, the end of stdin (unless `stay`), a signal, or the peer stopping.
@@ -62,6 +70,8 @@ actor PeerSession {
         case "connect": start(command) { try await $0.connect(rest) }
         case "accept": start(command) { try await $0.answer(rest, accept: true) }
         case "refuse": start(command) { try await $0.answer(rest, accept: false) }
+        case "send-bytes": start(command) { try await $0.sendBytes(rest) }
+        case "close": start(command) { try await $0.closeTunnel(rest) }
         default: output.error("unknown command '\(command)'; type help", command: command)
         }
         return .more
@@ -170,12 +180,21 @@ actor PeerSession {
         let note = parts.count > 2 ? parts[2] : ""
         output.emit("connecting", [("peer", .string(to.description)), ("transport", .string(transport.description))],
                     human: "asking \(to) for a \(transport) tunnel...")
+        let started = ContinuousClock.now
         let answer = try await peer.requestConnection(to: to, transport: transport, note: note)
         switch answer {
         case .accepted(let requestID):
             output.emit("connect-answer", [("peer", .string(to.description)), ("accepted", .bool(true)), ("transport", .string(transport.description)),
                                            ("request", .string(String(requestID)))],
-                        human: "\(to) accepted the \(transport) connection (traversal comes with HANDSHAKE)")
+                        human: "\(to) accepted the \(transport) connection; making the tunnel...")
+            do {
+                let tunnel = try await peer.openTunnel(to: to, requestID: requestID, transport: transport, options: tunnelOptions)
+                opened(tunnel, totalMillis: Self.millis(since: started))
+            } catch {
+                output.emit("tunnel-failed", [("peer", .string(to.description)), ("transport", .string(transport.description)),
+                                              ("error", .string("\(error)"))],
+                            human: "no \(transport) tunnel to \(to): \(error)")
+            }
         case .refused(let reason):
             output.emit("connect-answer", [("peer", .string(to.description)), ("accepted", .bool(false)), ("reason", .string(reason))],
                         human: "\(to) refused the connection: \(reason.isEmpty ? "no reason given" : reason)")
@@ -195,14 +214,89 @@ actor PeerSession {
         }
         guard index < pendingRequests.endIndex else { throw UsageError(text: "no pending connection request") }
         let request = pendingRequests.remove(at: index)
-        do {
-            try await peer.answer(request, accept: accept, reason: accept ? "" : reason)
-        } catch {
-            pendingRequests.insert(request, at: min(index, pendingRequests.count))
-            throw error
+        guard accept else {
+            do {
+                try await peer.answer(request, accept: false, reason: reason)
+            } catch {
+                pendingRequests.insert(request, at: min(index, pendingRequests.count))
+                throw error
+            }
+            output.emit("answered", [("peer", .string(request.from.description)), ("accepted", .bool(false)), ("reason", .string(reason))],
+                        human: "refused \(request.from)'s request")
+            return
         }
-        output.emit("answered", [("peer", .string(request.from.description)), ("accepted", .bool(accept)), ("reason", .string(accept ? "" : reason))],
-                    human: accept ? "accepted \(request.from)'s request" : "refused \(request.from)'s request")
+        await acceptAndOpen(request)
+    }
+
+    /// Accepts `request` and makes its tunnel.
+    private func acceptAndOpen(_ request: IncomingConnectRequest) async {
+        let started = ContinuousClock.now
+        do {
+            let tunnel = try await peer.accept(request, options: tunnelOptions)
+            output.emit("answered", [("peer", .string(request.from.description)), ("accepted", .bool(true)), ("reason", .string(""))],
+                        human: "accepted \(request.from)'s request")
+            opened(tunnel, totalMillis: Self.millis(since: started))
+        } catch {
+            output.emit("tunnel-failed", [("peer", .string(request.from.description)), ("transport", .string(request.transport.description)),
+                                          ("error", .string("\(error)"))],
+                        human: "no \(request.transport) tunnel with \(request.from): \(error)")
+        }
+    }
+
+    static func millis(since start: ContinuousClock.Instant) -> Int {
+        let d = ContinuousClock.now - start
+        return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// A tunnel is up: print it, keep it, and echo or print what arrives on the acceptor's side.
+    private func opened(_ tunnel: Tunnel, totalMillis: Int) {
+        tunnels[tunnel.peer]?.close()
+        tunnels[tunnel.peer] = tunnel
+        output.emit("tunnel", [("peer", .string(tunnel.peer.description)), ("transport", .string(tunnel.transport.description)),
+                               ("path", .string(tunnel.path.description)), ("method", .string(tunnel.method.description)),
+                               ("ms", .int(totalMillis)), ("traversal_ms", .int(tunnel.setupMilliseconds)),
+                               ("encrypted", .bool(tunnel.isEncrypted)), ("role", .string(tunnel.role == .initiator ? "initiator" : "acceptor")),
+                               ("remote", .string(tunnel.remote.description))],
+                    human: "\(tunnel) (\(totalMillis) ms in all)")
+        guard tunnel.role == .acceptor else { return }
+        if echo {
+            PeerTunnelIO.echo(tunnel)
+        } else {
+            let output = self.output, from = tunnel.peer
+            PeerTunnelIO.read(tunnel) { n, text in
+                output.emit("data", [("peer", .string(from.description)), ("bytes", .int(n)), ("text", text.map { .string($0) } ?? .null)],
+                            human: "\(from) sent \(n) bytes\(text.map { ": \($0)" } ?? "")")
+            }
+        }
+    }
+
+    private func sendBytes(_ rest: String) async throws {
+        let usage = "send-bytes ID N"
+        let parts = rest.split(separator: " ").map(String.init)
+        let to = try peerID(parts.first ?? "", usage: usage)
+        guard parts.count == 2, let count = Int(parts[1]), (1...PeerTunnelIO.maximumBytes).contains(count) else {
+            throw UsageError(text: "usage: \(usage) (N from 1 to \(PeerTunnelIO.maximumBytes))")
+        }
+        guard let tunnel = tunnels[to] else { throw UsageError(text: "no tunnel with \(to); connect first") }
+        guard tunnel.role == .initiator else {
+            throw UsageError(text: "send-bytes runs on tunnels this side opened (the other side echoes); this one was accepted")
+        }
+        let r = await PeerTunnelIO.sendBytes(tunnel, count: count)
+        var fields: [(String, JSONValue)] = [("peer", .string(to.description)), ("bytes", .int(r.bytes)), ("ok", .bool(r.ok)),
+                                             ("ms", .int(Int(r.seconds * 1000))), ("mbps", .number(r.megabitsPerSecond)),
+                                             ("path", .string(tunnel.path.description))]
+        if tunnel.transport == .udp { fields.append(("retransmissions", .int(r.retransmissions))) }
+        if let e = r.error { fields.append(("error", .string(e))) }
+        output.emit("send-bytes", fields,
+                    human: r.ok ? "\(r.bytes) bytes echoed intact by \(to) in \(Int(r.seconds * 1000)) ms (\(String(format: "%.2f", r.megabitsPerSecond)) Mbit/s)"
+                        : "send-bytes to \(to) failed: \(r.error ?? "?")")
+    }
+
+    private func closeTunnel(_ rest: String) async throws {
+        let to = try peerID(rest, usage: "close ID")
+        guard let tunnel = tunnels.removeValue(forKey: to) else { throw UsageError(text: "no tunnel with \(to)") }
+        tunnel.close()
+        output.emit("closed", [("peer", .string(to.description))], human: "closed the tunnel with \(to)")
     }
 
     private func printHelp() {
@@ -213,9 +307,11 @@ actor PeerSession {
         watch ID...            be told when they come online, go offline, change metadata
         unwatch ID...
         meta KEY=VALUE...      publish metadata (KEY= removes KEY)
-        connect ID udp|tcp     ask ID for a tunnel, optionally with a note after the transport
-        accept [ID]            accept the oldest pending request (or ID's)
+        connect ID udp|tcp     ask ID for a tunnel (direct when possible, else relayed), optional note after
+        accept [ID]            accept the oldest pending request (or ID's) and make the tunnel
         refuse [ID] [REASON]   refuse it, with a reason
+        send-bytes ID N        send N bytes over the tunnel with ID, check the echo, print the throughput
+        close ID               close the tunnel with ID
         id                     print this peer's id
         quit
         """
@@ -244,6 +340,13 @@ actor PeerSession {
                                        ("metadata", .metadata(metadata))],
                             human: "\(p) \(change == .metadataChanged ? "changed metadata: \(metadata.humanText)" : (online ? "is online" : "is offline (\(change))"))")
             case .connectRequest(let request):
+                if echo {
+                    output.emit("connect-request", [("from", .string(request.from.description)), ("transport", .string(request.transport.description)),
+                                                    ("note", .string(request.note)), ("request", .string(String(request.requestID)))],
+                                human: "\(request.from) asks for a \(request.transport) tunnel: accepting (--echo)")
+                    start("accept") { await $0.acceptAndOpen(request) }
+                    continue
+                }
                 pendingRequests.append(request)
                 output.emit("connect-request", [("from", .string(request.from.description)), ("transport", .string(request.transport.description)),
                                                 ("note", .string(request.note)), ("request", .string(String(request.requestID)))],

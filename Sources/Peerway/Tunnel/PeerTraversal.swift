@@ -1,0 +1,181 @@
+import Crypto
+import NIOCore
+import PeerwayCheckpoint
+import PeerwaySTUN
+import PeerwayTunnel
+
+/// How a tunnel is made and what it carries.
+public struct TunnelOptions: Sendable {
+    /// End-to-end encryption (ChaCha20-Poly1305 under keys bound to both PeerIDs). Turning it off
+    /// gives the application the raw network socket: payload travels in clear, and nothing but
+    /// the path's setup is authenticated.
+    public var encrypted: Bool
+    /// The HANDSHAKE's plan must arrive within this long after the offer.
+    public var planTimeout: TimeAmount
+    /// The local IP tunnel sockets bind (`nil`: the wildcard of the STUN server's family).
+    public var bindHost: String?
+
+    public init(encrypted: Bool = true, planTimeout: TimeAmount = TunnelOptions.defaultPlanTimeout, bindHost: String? = nil) {
+        self.encrypted = encrypted
+        self.planTimeout = planTimeout
+        self.bindHost = bindHost
+    }
+
+    /// Default `planTimeout`: longer than the HANDSHAKE waits for the other side's offer.
+    public static let defaultPlanTimeout: TimeAmount = .seconds(15)
+    /// How long a traversal waits for the NAT measurement started with the peer.
+    public static let natProfileWait: TimeAmount = .seconds(8)
+}
+
+extension Peer {
+    /// Asks `peer` for a tunnel and makes it: direct whenever the two NATs allow it, relayed
+    /// otherwise. Returns once the path is verified both ways (authenticated probes bound to both
+    /// PeerIDs); the tunnel says how it was made.
+    ///
+    /// - Throws: `PeerError.connectionRefused` (with the other side's reason), `.traversalFailed`,
+    ///   `.tunnelAuthenticationFailed`, `.timedOut`, and the errors of `requestConnection`.
+    public func connect(to peer: PeerID, transport: TunnelTransport = .udp, options: TunnelOptions = TunnelOptions(),
+                        note: String = "") async throws(PeerError) -> Tunnel {
+        let started = ContinuousClock.now
+        switch try await requestConnection(to: peer, transport: transport, note: note) {
+        case .refused(let reason):
+            throw .connectionRefused(reason)
+        case .accepted(let requestID):
+            return try await traverse(role: .initiator, other: peer, requestID: requestID, transport: transport,
+                                      options: options, started: started)
+        }
+    }
+
+    /// Makes the tunnel for a connection request `peer` already accepted (`requestConnection`
+    /// answered `.accepted(requestID)`): for callers that show the answer before the tunnel.
+    public func openTunnel(to peer: PeerID, requestID: UInt64, transport: TunnelTransport,
+                           options: TunnelOptions = TunnelOptions()) async throws(PeerError) -> Tunnel {
+        try await traverse(role: .initiator, other: peer, requestID: requestID, transport: transport, options: options,
+                           started: ContinuousClock.now)
+    }
+
+    /// Accepts a connection request (from `PeerEvent.connectRequest`) and makes the tunnel.
+    public func accept(_ request: IncomingConnectRequest, options: TunnelOptions = TunnelOptions()) async throws(PeerError) -> Tunnel {
+        let started = ContinuousClock.now
+        try await answer(request, accept: true)
+        return try await traverse(role: .acceptor, other: request.from, requestID: request.requestID,
+                                  transport: request.transport, options: options, started: started)
+    }
+
+    private func traverse(role: TraversalRole, other: PeerID, requestID: UInt64, transport: TunnelTransport,
+                          options: TunnelOptions, started: ContinuousClock.Instant) async throws(PeerError) -> Tunnel {
+        let initiator = role == .initiator ? id : other
+        let acceptor = role == .initiator ? other : id
+        let bindIP: STUNAddress.IP
+        if let host = options.bindHost {
+            guard let ip = STUNAddress.parseIP(Substring(host)) else { throw .invalidArgument("tunnel bind host '\(host)' is not an IP address") }
+            bindIP = ip
+        } else {
+            bindIP = stunServer.family == .ipv4 ? .v4(0) : .v6(high: 0, low: 0)
+        }
+        let bindAddress = STUNAddress(ip: bindIP, port: 0)
+        let udp: TunnelSocket
+        do { udp = try TunnelSocket.udp(bound: bindAddress) } catch { throw .bindFailed(host: "\(bindIP)", port: 0, reason: "\(error)") }
+        var keep: TunnelSocket? = nil
+        var tcpListener: TunnelSocket? = nil
+        defer {
+            if keep?.fd != udp.fd { udp.close() }
+            if let tcpListener, keep?.fd != tcpListener.fd { tcpListener.close() }
+        }
+        let stun = stunServer
+        async let reflexiveTask = runOnOwnThread(name: "peerway-stun") { UDPTraversal.reflexiveAddress(socket: udp, server: stun) }
+        var profile = await nat.profile(waitingAtMost: TunnelOptions.natProfileWait)
+        let reflexive = await reflexiveTask
+        profile.udpBlocked = reflexive == nil
+
+        let local = udp.localAddress ?? bindAddress
+        var candidates = PeerNetwork.hostCandidates(bound: local).prefix(6).map {
+            TraversalCandidate(kind: .host, transport: .udp, endpoint: $0)
+        }
+        if let reflexive { candidates.append(TraversalCandidate(kind: .serverReflexive, transport: .udp, endpoint: reflexive)) }
+        if transport == .tcp {
+            do { tcpListener = try TunnelSocket.tcp(bound: bindAddress) } catch { throw .bindFailed(host: "\(bindIP)", port: 0, reason: "\(error)") }
+            let tcpLocal = tcpListener!.localAddress ?? bindAddress
+            candidates += PeerNetwork.hostCandidates(bound: tcpLocal).prefix(6).map {
+                TraversalCandidate(kind: .host, transport: .tcp, endpoint: $0)
+            }
+            // The NAT's TCP mapping is not measured: offer the reflexive address with the local
+            // port (right for the many NATs that keep ports).
+            if let reflexive {
+                candidates.append(TraversalCandidate(kind: .serverReflexive, transport: .tcp,
+                                                     endpoint: STUNAddress(ip: reflexive.ip, port: tcpLocal.port)))
+            }
+        }
+
+        let context = TunnelContext(requestID: requestID, initiator: initiator, acceptor: acceptor,
+                                    role: role == .initiator ? .initiator : .acceptor, transport: transport)
+        let (share, ephemeral) = TunnelKeyShare.make(identity: identity, context: context)
+        let offer = TraversalOffer(initiator: initiator, acceptor: acceptor, requestID: requestID, transport: transport, role: role,
+                                   candidates: Array(candidates.prefix(ControlLimits.maximumTraversalCandidates)),
+                                   profile: profile, keyShare: share.bytes)
+        _ = try await run("traversal offer") { $0.offerTraversal(offer, now: $1) }
+        let key = TraversalRegistry.Key(initiator: initiator, acceptor: acceptor, requestID: requestID)
+        guard let plan = await driver.traversals.wait(for: key, timeout: options.planTimeout) else {
+            throw .timedOut("the HANDSHAKE's traversal plan")
+        }
+        guard plan.failure.isEmpty else { throw .traversalFailed(plan.failure) }
+        guard let theirs = TunnelKeyShare(bytes: plan.remoteKeyShare) else {
+            throw .tunnelAuthenticationFailed("the other side's key share is malformed")
+        }
+        let keys: TunnelKeys
+        do {
+            try theirs.verify(expectedPeer: other, context: context)
+            keys = try TunnelKeys.derive(ephemeralPrivateKey: ephemeral, theirShare: theirs, context: context)
+        } catch {
+            throw .tunnelAuthenticationFailed("\(error)")
+        }
+
+        let tunnel: Tunnel
+        switch transport {
+        case .udp where plan.relay?.udp == nil && plan.relay?.tcp != nil && plan.targets.isEmpty:
+            // One side cannot use UDP: datagrams go through the relay's TCP splice, framed.
+            tunnel = try await TCPTraversal.relayed(plan: plan, role: role, keys: keys, peer: other, datagrams: true,
+                                                    options: options, started: started)
+        case .udp:
+            let result = await runOnOwnThread(name: "peerway-traversal") {
+                UDPTraversal.run(plan: plan, role: role, keys: keys, first: udp, bindAddress: bindAddress)
+            }
+            let outcome: UDPTraversal.Outcome
+            switch result {
+            case .success(let o): outcome = o
+            case .failure(let e):
+                report(plan, role: role, path: .failed, method: plan.method, started: started)
+                throw e
+            }
+            keep = outcome.socket
+            do {
+                tunnel = try Tunnel.udp(outcome: outcome, peer: other, role: role, keys: keys, encrypted: options.encrypted,
+                                        setupTime: ContinuousClock.now - started)
+            } catch {
+                outcome.socket.close()
+                throw error
+            }
+        case .tcp:
+            let listener = tcpListener!
+            do {
+                tunnel = try await TCPTraversal.run(plan: plan, role: role, keys: keys, peer: other, listener: listener,
+                                                    options: options, started: started)
+            } catch {
+                report(plan, role: role, path: .failed, method: plan.method, started: started)
+                throw error
+            }
+        }
+        report(plan, role: role, path: tunnel.path, method: tunnel.method, started: started)
+        return tunnel
+    }
+
+    /// Tells the HANDSHAKE how the traversal came out (best effort, in the background).
+    private func report(_ plan: TraversalPlan, role: TraversalRole, path: TunnelPath, method: TraversalMethod,
+                        started: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - started
+        let ms = UInt32(clamping: elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+        let result = TraversalResult(initiator: plan.initiator, acceptor: plan.acceptor, requestID: plan.requestID, role: role,
+                                     path: path, method: method, millis: ms)
+        Task { _ = try? await self.run("traversal result") { $0.reportTraversal(result, now: $1) } }
+    }
+}

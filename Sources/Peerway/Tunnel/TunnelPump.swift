@@ -1,0 +1,168 @@
+import Foundation
+import PeerwayCheckpoint
+import PeerwaySTUN
+import PeerwayTunnel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Moves a tunnel's payload between the application's end of a socket pair and the network
+/// socket, sealing and opening records (docs/traversal-protocol.md, Encrypted records), on a
+/// thread of its own. It also answers the other side's late path probes (a lost `selectAck` is
+/// asked for again) and keeps the NAT mappings alive with a keepalive when the tunnel is idle.
+final class TunnelPump: @unchecked Sendable {
+    enum Mode {
+        /// UDP network socket, datagram application socket: one record per datagram.
+        case datagram
+        /// TCP network socket, stream application socket: a record stream.
+        case stream
+        /// TCP network socket (the relay's splice), datagram application socket: one record per datagram.
+        case datagramsOverStream
+        /// The same, unencrypted: `length(2) payload` per datagram.
+        case rawDatagramsOverStream
+    }
+
+    /// Seconds without anything sent after which a keepalive goes out (inside common NAT UDP timeouts).
+    static let keepaliveSeconds = 15
+    /// Largest datagram read from either side.
+    static let bufferBytes = 65_536
+    /// Bytes read from a stream at once (at most one record's plaintext).
+    static let streamChunkBytes = TunnelLimits.maximumStreamPlaintextBytes
+
+    private let mode: Mode
+    private let network: TunnelSocket
+    private let app: TunnelSocket
+    private var crypto: TunnelRecordCrypto
+    private let wake: (read: Int32, write: Int32)
+    private let stopping = NSLock()
+    private var stopRequested = false
+
+    init(mode: Mode, network: TunnelSocket, app: TunnelSocket, keys: TunnelKeys) {
+        self.mode = mode
+        self.network = network
+        self.app = app
+        crypto = TunnelRecordCrypto(keys: keys)
+        var fds: [Int32] = [0, 0]
+        _ = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress) }
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        wake = (fds[0], fds[1])
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "peerway-tunnel"
+        thread.start()
+    }
+
+    /// Ends the pump: an encrypted tunnel tells the other side, then both sockets close.
+    func stop() {
+        stopping.lock()
+        stopRequested = true
+        stopping.unlock()
+        var one: UInt8 = 1
+        _ = Glibc.write(wake.write, &one, 1)
+    }
+
+    private var shouldStop: Bool {
+        stopping.lock()
+        defer { stopping.unlock() }
+        return stopRequested
+    }
+
+    private func run() {
+        var buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
+        var lastSent = Date()
+        network.makeBlocking()
+        defer {
+            if mode == .datagram || mode == .stream || mode == .datagramsOverStream {
+                if let bye = crypto.closeRecord(stream: mode != .datagram) { writeNetwork(bye) }
+            }
+            network.close()
+            app.close()
+            Glibc.close(wake.read)
+            Glibc.close(wake.write)
+        }
+        while !shouldStop {
+            var entries = [pollfd(fd: app.fd, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: network.fd, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+            let rc = entries.withUnsafeMutableBufferPointer { poll($0.baseAddress, 3, 1000) }
+            if rc < 0 && errno != EINTR { return }
+            if entries[2].revents != 0 { return }
+            if entries[0].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { recv(app.fd, $0.baseAddress, mode == .stream ? Self.streamChunkBytes : $0.count, 0) }
+                if n <= 0 { return }  // the application closed its end
+                let payload = UnsafeRawBufferPointer(start: buffer, count: n)
+                switch mode {
+                case .datagram: writeNetwork(crypto.sealDatagram(payload))
+                case .stream, .datagramsOverStream: writeNetwork(crypto.sealStream(payload))
+                case .rawDatagramsOverStream: writeNetwork([UInt8(n >> 8), UInt8(n & 0xFF)] + Array(payload))
+                }
+                lastSent = Date()
+            }
+            if entries[1].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { recv(network.fd, $0.baseAddress, $0.count, 0) }
+                if n < 0 && (errno == ECONNREFUSED || errno == EINTR) { continue }  // ICMP noise on UDP
+                if n <= 0 && mode != .datagram { return }
+                if n <= 0 { continue }
+                let bytes = UnsafeRawBufferPointer(start: buffer, count: n)
+                if !handleNetwork(bytes) { return }
+            }
+            if mode == .datagram && Date().timeIntervalSince(lastSent) >= Double(Self.keepaliveSeconds) {
+                writeNetwork(crypto.keepaliveDatagram())
+                lastSent = Date()
+            }
+        }
+    }
+
+    /// False when the other side closed the tunnel.
+    private func handleNetwork(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        switch mode {
+        case .datagram:
+            if TunnelProbe.isProbe(bytes) {
+                if let answer = crypto.answerProbe(bytes) { writeNetwork(answer) }
+                return true
+            }
+            switch crypto.openDatagram(bytes) {
+            case .data(let payload): writeApp(payload)
+            case .closed: return false
+            case .nothing: break
+            }
+        case .stream, .datagramsOverStream:
+            switch crypto.openStream(bytes) {
+            case .records(let records): for r in records { writeApp(r) }
+            case .closed: return false
+            }
+        case .rawDatagramsOverStream:
+            for d in crypto.unframe(bytes) { writeApp(d) }
+        }
+        return true
+    }
+
+    private func writeNetwork(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { send(network.fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return  // UDP: a refused datagram is a lost one; TCP: the reader sees the close
+            }
+            offset += n
+            if mode == .datagram { return }
+        }
+    }
+
+    private func writeApp(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count || (bytes.isEmpty && offset == 0) {
+            let n = bytes.withUnsafeBytes { send(app.fd, $0.baseAddress.map { $0 + offset }, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += n
+            if mode != .stream { return }
+            if bytes.isEmpty { return }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import NIOCore
+import PeerwayCheckpoint
+import PeerwaySTUN
+import PeerwayTunnel
+
+/// The I/O around `UDPTraversalMachine`: its sockets, the probes' keys, the relay bind. Runs on a
+/// thread of its own (blocking `poll`), so a traversal never holds an event loop.
+enum UDPTraversal {
+    /// Milliseconds the loop sleeps in `poll` at most (the machine's timers are coarser).
+    static let pollMillis: Int32 = 10
+    /// Largest datagram read while traversing.
+    static let receiveBufferBytes = 2048
+
+    /// A traversal's result: the socket that won, the remote address, how.
+    struct Outcome: Sendable {
+        var socket: TunnelSocket
+        var remote: STUNAddress
+        var method: TraversalMethod
+        var path: TunnelPath
+        var probesSent: Int
+    }
+
+    /// The relay bind for `token` (docs/traversal-protocol.md, RELAY).
+    static func relayBind(_ token: [UInt8]) -> [UInt8] { Array("PWRB".utf8) + [1] + token }
+
+    /// Whether `bytes` are the relay's answer to our bind.
+    static func isRelayAnswer(_ bytes: UnsafeRawBufferPointer, token: [UInt8]) -> Bool {
+        bytes.count == 5 + token.count && bytes.starts(with: Array("PWRA".utf8)) && bytes[4] == 1 && bytes.dropFirst(5).elementsEqual(token)
+    }
+
+    /// Asks a STUN server for `socket`'s server-reflexive address (RFC 8489 Binding), retrying
+    /// every `retryMillis` until `timeoutMillis`. Blocking; nil when no answer came.
+    static func reflexiveAddress(socket: TunnelSocket, server: STUNAddress, timeoutMillis: Int = 1_500,
+                                 retryMillis: Int = 250) -> STUNAddress? {
+        let request = STUNMessage(type: .bindingRequest)
+        let bytes = request.encodedBytes()
+        let start = Self.millis()
+        var lastSent = 0
+        var buffer = [UInt8](repeating: 0, count: receiveBufferBytes)
+        while Self.millis() - start < timeoutMillis {
+            if lastSent == 0 || Self.millis() - lastSent >= retryMillis {
+                socket.send(bytes, to: server)
+                lastSent = Self.millis()
+            }
+            _ = TunnelSocket.poll([socket.fd], timeoutMillis: 20)
+            while let (n, source) = buffer.withUnsafeMutableBytes({ socket.receive(into: $0) }) {
+                guard source == server else { continue }
+                var b = ByteBuffer(bytes: buffer[0..<n])
+                if let message = try? b.readSTUNMessage(), message.transactionID == request.transactionID,
+                   message.type == .bindingSuccess, let mapped = message.mappedAddress {
+                    return mapped
+                }
+            }
+        }
+        return nil
+    }
+
+    static func millis() -> Int { Int(DispatchTime.now().uptimeNanoseconds / 1_000_000) }
+
+    /// Runs the traversal to its end. `first` is the socket whose reflexive address was offered;
+    /// more sockets are opened on `bindAddress` if the plan asks for them.
+    static func run(plan: TraversalPlan, role: TraversalRole, keys: TunnelKeys, first: TunnelSocket,
+                    bindAddress: STUNAddress) -> Result<Outcome, PeerError> {
+        var machine = UDPTraversalMachine(role: role, plan: plan, nowMillis: UInt64(millis()), seed: UInt64.random(in: 1...UInt64.max))
+        var sockets = [first]
+        for _ in 1..<machine.socketCount {
+            guard let s = try? TunnelSocket.udp(bound: STUNAddress(ip: bindAddress.ip, port: 0)) else { break }
+            sockets.append(s)
+        }
+        let relayToken = plan.relay?.token ?? []
+        let bind = relayBind(relayToken)
+        var buffer = [UInt8](repeating: 0, count: receiveBufferBytes)
+        let fds = sockets.map(\.fd)
+        func finish(_ result: Result<Outcome, PeerError>) -> Result<Outcome, PeerError> {
+            for s in sockets {
+                if case .success(let o) = result, o.socket.fd == s.fd { continue }
+                s.close()
+            }
+            return result
+        }
+        func perform(_ actions: [UDPTraversalMachine.Action]) -> Result<Outcome, PeerError>? {
+            for action in actions {
+                switch action {
+                case .probe(let kind, let txid, let socket, let to, let observed):
+                    guard socket < sockets.count, let k = TunnelProbe.Kind(rawValue: kind.rawValue) else { continue }
+                    sockets[socket].send(TunnelProbe.seal(kind: k, txid: txid, observed: observed, keys: keys), to: to)
+                case .bindRelay(let to):
+                    sockets[0].send(bind, to: to)
+                case .established(let pair, let method, let path):
+                    guard pair.socket < sockets.count else { return .failure(.traversalFailed("established on a socket that is gone")) }
+                    return .success(Outcome(socket: sockets[pair.socket], remote: pair.remote, method: method, path: path,
+                                            probesSent: machine.probesSent))
+                case .failed(let why):
+                    return .failure(.traversalFailed(why))
+                }
+            }
+            return nil
+        }
+        while true {
+            if let done = perform(machine.tick(nowMillis: UInt64(millis()))) { return finish(done) }
+            let ready = TunnelSocket.poll(fds, timeoutMillis: pollMillis)
+            for (i, revents) in ready.enumerated() where revents != 0 {
+                var drained = 0
+                while drained < 256, let (n, source) = buffer.withUnsafeMutableBytes({ sockets[i].receive(into: $0) }) {
+                    drained += 1
+                    let handled: Result<Outcome, PeerError>? = buffer.withUnsafeBytes { raw in
+                        let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<n])
+                        if source == machine.relayEndpoint, isRelayAnswer(bytes, token: relayToken) {
+                            machine.relayAnswered()
+                            return nil
+                        }
+                        guard TunnelProbe.isProbe(bytes), let probe = try? TunnelProbe.open(bytes, keys: keys),
+                              let kind = UDPTraversalMachine.ProbeKind(rawValue: probe.kind.rawValue) else { return nil }
+                        return perform(machine.received(kind, txid: probe.txid, socket: i, from: source, nowMillis: UInt64(millis())))
+                    }
+                    if let handled { return finish(handled) }
+                }
+            }
+        }
+    }
+}
+
+/// Runs blocking work on a thread of its own and resumes the caller when it is done.
+func runOnOwnThread<T: Sendable>(name: String, _ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.name = name
+        thread.start()
+    }
+}

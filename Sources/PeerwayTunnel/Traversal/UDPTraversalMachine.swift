@@ -1,0 +1,281 @@
+import PeerwayCheckpoint
+import PeerwaySTUN
+
+/*
+ One side of a UDP traversal, as a pure state machine (docs/traversal-protocol.md).
+
+   plan arrives ─► probing: every `probeIntervalMillis`, a request on every (socket, target) pair;
+                   the spray (many-port probing's easy side) paced at `sprayPerSecond`;
+                   a request from an unknown address adds that pair (peer-reflexive) and is answered
+     initiator:    first pair whose own request was answered ─► selecting: `select` every
+                   `selectIntervalMillis` ─► selectAck ─► established
+     acceptor:     a `select` on a pair ─► selectAck ─► established
+   window over ─►  the relay pair (bound since the start) joins, verified and selected the same way
+   deadline ─►     failed
+
+ The machine sees probes already authenticated by the driver (which owns the keys and sockets);
+ it decides what to send, from which socket, to whom, and when the tunnel is up.
+*/
+
+/// Timers and limits of UDP traversal.
+public enum UDPTraversalLimits {
+    /// Milliseconds between two requests on one pair.
+    public static let probeIntervalMillis: UInt64 = 200
+    /// Milliseconds between two selects (initiator) while waiting for the ack.
+    public static let selectIntervalMillis: UInt64 = 100
+    /// Milliseconds a select may go unacknowledged before the pair is dropped and probing resumes.
+    public static let selectTimeoutMillis: UInt64 = 1_500
+    /// Random ports sprayed per second on many-port probing's easy side.
+    public static let sprayPerSecond: UInt64 = 4_096
+    /// Milliseconds between two relay binds until the relay answers.
+    public static let relayBindIntervalMillis: UInt64 = 250
+    /// Milliseconds after the direct window for the relay path to come up; then the traversal fails.
+    public static let relayWindowMillis: UInt64 = 8_000
+    /// Most pairs one traversal probes (targets × sockets, plus learnt ones).
+    public static let maximumPairs = 2_048
+    /// Most outstanding request ids remembered.
+    public static let maximumOutstanding = 16_384
+    /// Lowest port a spray probes (below are privileged services, never NAT mappings).
+    public static let sprayLowestPort: UInt16 = 1_024
+}
+
+/// One side of a UDP traversal. Feed it the plan, probes and the time; do what it returns.
+public struct UDPTraversalMachine: Sendable {
+    /// A local socket (index into the driver's sockets; 0 is the one that was STUNed) and a remote address.
+    public struct Pair: Hashable, Sendable {
+        public var socket: Int
+        public var remote: PeerEndpoint
+
+        public init(socket: Int, remote: PeerEndpoint) {
+            self.socket = socket
+            self.remote = remote
+        }
+    }
+
+    /// The probe kinds the machine sends and receives (docs/traversal-protocol.md, Probes).
+    public enum ProbeKind: UInt8, Sendable {
+        case request = 1, response = 2, select = 3, selectAck = 4
+    }
+
+    public enum Action: Equatable, Sendable {
+        /// Send this probe from `socket` to `to` (`observed`: the request's source, in responses).
+        case probe(ProbeKind, txid: UInt64, socket: Int, to: PeerEndpoint, observed: PeerEndpoint?)
+        /// Send a relay bind (this side's token) from socket 0 to the relay.
+        case bindRelay(to: PeerEndpoint)
+        /// The tunnel is up on this pair.
+        case established(Pair, method: TraversalMethod, path: TunnelPath)
+        /// No path could be made.
+        case failed(String)
+    }
+
+    struct PairState {
+        var pair: Pair
+        var method: TraversalMethod
+        var lastRequestMillis: UInt64?
+        var verified = false
+        var isRelay = false
+    }
+
+    enum State: Equatable {
+        case probing
+        case selecting(pair: Int, txid: UInt64, since: UInt64, lastSent: UInt64)
+        case established
+        case failed
+    }
+
+    public let role: TraversalRole
+    public let plan: TraversalPlan
+    private var state: State = .probing
+    private var pairs: [PairState] = []
+    private var pairIndex: [Pair: Int] = [:]
+    private var outstanding: [UInt64: Int] = [:]
+    private var sprayTxids: Set<UInt64> = []
+    private var sprayPorts: [UInt16] = []
+    private var sprayCursor = 0
+    private var sprayStartedMillis: UInt64
+    private let startMillis: UInt64
+    private var relayBound = false
+    private var lastRelayBindMillis: UInt64?
+    private var random: STUNSeededRandom
+    /// How many probes went out (for diagnostics).
+    public private(set) var probesSent = 0
+
+    /// - Parameter seed: seeds the txids and spray ports (tests pass a fixed one).
+    public init(role: TraversalRole, plan: TraversalPlan, nowMillis: UInt64, seed: UInt64) {
+        self.role = role
+        self.plan = plan
+        startMillis = nowMillis
+        sprayStartedMillis = nowMillis
+        random = STUNSeededRandom(seed: seed)
+        let sockets = max(1, Int(plan.localSockets))
+        for target in plan.targets {
+            for endpoint in target.endpoints {
+                for socket in 0..<sockets { addPair(Pair(socket: socket, remote: endpoint), method: target.method) }
+            }
+        }
+        if let spray = plan.spray {
+            var seen = Set<UInt16>()
+            let span = UInt64(65_536 - Int(UDPTraversalLimits.sprayLowestPort))
+            while sprayPorts.count < Int(spray.count) && seen.count < Int(span) {
+                let port = UInt16(UInt64(UDPTraversalLimits.sprayLowestPort) + random.next() % span)
+                if seen.insert(port).inserted { sprayPorts.append(port) }
+            }
+        }
+        if let relay = plan.relay?.udp {
+            addPair(Pair(socket: 0, remote: relay), method: .relay)
+            pairs[pairs.count - 1].isRelay = true
+        }
+    }
+
+    /// Every local socket the plan needs.
+    public var socketCount: Int { max(1, Int(plan.localSockets)) }
+    /// When the direct window ends.
+    public var directDeadlineMillis: UInt64 { startMillis + UInt64(plan.directWindowMillis) }
+    /// When the traversal fails if nothing worked.
+    public var deadlineMillis: UInt64 { directDeadlineMillis + (plan.relay == nil ? 0 : UDPTraversalLimits.relayWindowMillis) }
+    /// The relay's address, when the plan has one for UDP.
+    public var relayEndpoint: PeerEndpoint? { plan.relay?.udp }
+    public var isFinished: Bool { state == .established || state == .failed }
+
+    @discardableResult
+    private mutating func addPair(_ pair: Pair, method: TraversalMethod) -> Int? {
+        if let i = pairIndex[pair] { return i }
+        guard pairs.count < UDPTraversalLimits.maximumPairs else { return nil }
+        pairs.append(PairState(pair: pair, method: method))
+        pairIndex[pair] = pairs.count - 1
+        return pairs.count - 1
+    }
+
+    private mutating func newTxid() -> UInt64 {
+        if outstanding.count >= UDPTraversalLimits.maximumOutstanding { outstanding.removeAll(keepingCapacity: true) }
+        return random.next()
+    }
+
+    private func relayActive(_ now: UInt64) -> Bool { now >= directDeadlineMillis }
+
+    /// Time passes: probes, spray, relay binds, selection retries, deadlines.
+    public mutating func tick(nowMillis now: UInt64) -> [Action] {
+        var out: [Action] = []
+        switch state {
+        case .established, .failed:
+            return out
+        case .selecting(let i, let txid, let since, let lastSent):
+            if now >= since + UDPTraversalLimits.selectTimeoutMillis {
+                pairs[i].verified = false
+                state = .probing
+            } else if now >= lastSent + UDPTraversalLimits.selectIntervalMillis {
+                state = .selecting(pair: i, txid: txid, since: since, lastSent: now)
+                out.append(.probe(.select, txid: txid, socket: pairs[i].pair.socket, to: pairs[i].pair.remote, observed: nil))
+                probesSent += 1
+            }
+        case .probing:
+            break
+        }
+        if now >= deadlineMillis {
+            state = .failed
+            return [.failed(plan.relay == nil
+                ? "no direct path answered within \(plan.directWindowMillis) ms and the plan has no relay"
+                : "no path answered: direct for \(plan.directWindowMillis) ms, then the relay for \(UDPTraversalLimits.relayWindowMillis) ms")]
+        }
+        if let relay = relayEndpoint, !relayBound,
+           lastRelayBindMillis.map({ now >= $0 + UDPTraversalLimits.relayBindIntervalMillis }) ?? true {
+            lastRelayBindMillis = now
+            out.append(.bindRelay(to: relay))
+        }
+        for i in pairs.indices {
+            let p = pairs[i]
+            if p.isRelay && (!relayBound || !relayActive(now)) { continue }
+            guard p.lastRequestMillis.map({ now >= $0 + UDPTraversalLimits.probeIntervalMillis }) ?? true else { continue }
+            pairs[i].lastRequestMillis = now
+            let txid = newTxid()
+            outstanding[txid] = i
+            out.append(.probe(.request, txid: txid, socket: p.pair.socket, to: p.pair.remote, observed: nil))
+            probesSent += 1
+        }
+        if let spray = plan.spray, sprayCursor < sprayPorts.count {
+            let due = Int((now - sprayStartedMillis) * UDPTraversalLimits.sprayPerSecond / 1000) + 1
+            while sprayCursor < min(due, sprayPorts.count) {
+                let txid = newTxid()
+                sprayTxids.insert(txid)
+                out.append(.probe(.request, txid: txid, socket: 0, to: PeerEndpoint(ip: spray.address.ip, port: sprayPorts[sprayCursor]), observed: nil))
+                probesSent += 1
+                sprayCursor += 1
+            }
+        }
+        if role == .initiator, case .probing = state { out += selectIfReady(now) }
+        return out
+    }
+
+    /// The relay answered this side's bind.
+    public mutating func relayAnswered() { relayBound = true }
+
+    /// An authenticated probe arrived on `socket` from `from`.
+    public mutating func received(_ kind: ProbeKind, txid: UInt64, socket: Int, from: PeerEndpoint,
+                                  nowMillis now: UInt64) -> [Action] {
+        guard !isFinished else {
+            // Late selects (our ack was lost) are answered even once established.
+            if kind == .select, role == .acceptor, state == .established {
+                return [.probe(.selectAck, txid: txid, socket: socket, to: from, observed: nil)]
+            }
+            return []
+        }
+        var out: [Action] = []
+        let pair = Pair(socket: socket, remote: from)
+        switch kind {
+        case .request:
+            out.append(.probe(.response, txid: txid, socket: socket, to: from, observed: from))
+            probesSent += 1
+            if pairIndex[pair] == nil, let i = addPair(pair, method: inferMethod(from)) {
+                // A triggered check: probe the new pair at once.
+                pairs[i].lastRequestMillis = now
+                let t = newTxid()
+                outstanding[t] = i
+                out.append(.probe(.request, txid: t, socket: socket, to: from, observed: nil))
+                probesSent += 1
+            }
+        case .response:
+            if let i = outstanding[txid], pairs[i].pair == pair {
+                pairs[i].verified = true
+            } else if sprayTxids.contains(txid) || outstanding[txid] != nil, let i = addPair(pair, method: inferMethod(from)) {
+                pairs[i].verified = true
+            }
+            if role == .initiator, case .probing = state { out += selectIfReady(now) }
+        case .select:
+            guard role == .acceptor else { break }
+            let i = addPair(pair, method: inferMethod(from)) ?? pairIndex[pair]
+            out.append(.probe(.selectAck, txid: txid, socket: socket, to: from, observed: nil))
+            probesSent += 1
+            if let i {
+                state = .established
+                out.append(.established(pair, method: pairs[i].method, path: pairs[i].isRelay ? .relayed : .direct))
+            }
+        case .selectAck:
+            guard role == .initiator, case .selecting(let i, let sent, _, _) = state, sent == txid, pairs[i].pair == pair else { break }
+            state = .established
+            out.append(.established(pair, method: pairs[i].method, path: pairs[i].isRelay ? .relayed : .direct))
+        }
+        return out
+    }
+
+    /// Initiator: select the best verified pair (direct first; the relay only after the window).
+    private mutating func selectIfReady(_ now: UInt64) -> [Action] {
+        let candidates = pairs.indices.filter { pairs[$0].verified && (!pairs[$0].isRelay || relayActive(now)) }
+        guard let i = candidates.min(by: { rank(pairs[$0]) < rank(pairs[$1]) }) else { return [] }
+        let txid = newTxid()
+        state = .selecting(pair: i, txid: txid, since: now, lastSent: now)
+        probesSent += 1
+        return [.probe(.select, txid: txid, socket: pairs[i].pair.socket, to: pairs[i].pair.remote, observed: nil)]
+    }
+
+    private func rank(_ p: PairState) -> Int { p.isRelay ? 100 : Int(p.method.rawValue) }
+
+    /// The technique a pair learnt from a probe belongs to: the target naming that address, or
+    /// the spray's, or one aimed at the same IP address.
+    private func inferMethod(_ remote: PeerEndpoint) -> TraversalMethod {
+        if remote == relayEndpoint { return .relay }
+        for t in plan.targets where t.endpoints.contains(remote) { return t.method }
+        if let spray = plan.spray, spray.address.ip == remote.ip { return .manyPort }
+        for t in plan.targets where t.endpoint.ip == remote.ip { return t.method }
+        return .punch
+    }
+}

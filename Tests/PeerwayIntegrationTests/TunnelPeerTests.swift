@@ -1,0 +1,171 @@
+import Foundation
+import NIOCore
+import Peerway
+import PeerwayCheckpoint
+import PeerwaySTUN
+import PeerwaySupernode
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Loopback integration: tunnels between real `Peer`s through a real supernode (CHECKPOINT with
+/// its HANDSHAKE, the STUN pair and the RELAY) in this process.
+@Suite("Tunnels on loopback: HANDSHAKE, probes, encrypted records, relay", .serialized)
+struct TunnelPeerTests {
+    static func peerOptions(_ scene: TunnelScene) -> PeerOptions {
+        var o = PeerOptions()
+        o.bindHost = "127.0.0.1"
+        o.stunServer = scene.stun
+        return o
+    }
+
+    static let loopbackTunnels = TunnelOptions(bindHost: "127.0.0.1")
+
+    /// Sends `payload` on a datagram tunnel and waits for it to come back (the other side echoes).
+    static func roundTrip(_ fd: Int32, _ payload: [UInt8], attempts: Int = 20) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        for _ in 0..<attempts {
+            _ = payload.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var entry = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            _ = entry.withUnsafeMutableBufferPointer { poll($0.baseAddress, 1, 250) }
+            if entry[0].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n >= 0 { return Array(buffer[0..<n]) }
+            }
+        }
+        return nil
+    }
+
+    /// Echoes datagrams (or stream bytes) on `fd` on a thread until it closes.
+    static func echo(_ fd: Int32) {
+        Thread.detachNewThread {
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return }
+                _ = buffer.withUnsafeBytes { send(fd, $0.baseAddress, n, Int32(MSG_NOSIGNAL)) }
+            }
+        }
+    }
+
+    /// A accepts every request B... the acceptor side: accept the first request and echo.
+    static func acceptAndEcho(_ peer: Peer, _ log: EventLog) -> Task<Tunnel?, Never> {
+        Task {
+            guard case .connectRequest(let request)? = await log.waitFor(timeout: .seconds(20), {
+                if case .connectRequest = $0 { return true }; return false
+            }) else { return nil }
+            let tunnel: Tunnel
+            do { tunnel = try await peer.accept(request, options: loopbackTunnels) } catch {
+                Issue.record("accept failed: \(error)")
+                return nil
+            }
+            echo(tunnel.fileDescriptor)
+            return tunnel
+        }
+    }
+
+    @Test("a UDP tunnel: direct on the shared host, verified, encrypted, echo intact; it outlives the supernode")
+    func udpTunnelOutlivesSupernode() async throws {
+        let scene = try await TunnelScene.start()
+        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let bLog = EventLog(b)
+        let accepting = Self.acceptAndEcho(b, bLog)
+        let tunnel = try await a.connect(to: b.id, transport: .udp, options: Self.loopbackTunnels)
+        let theirs = await accepting.value
+        #expect(tunnel.path == .direct)
+        #expect(tunnel.method == .lan)
+        #expect(tunnel.isEncrypted)
+        #expect(theirs?.peer == a.id)
+        let payload = (0..<1200).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        #expect(Self.roundTrip(tunnel.fileDescriptor, payload) == payload)
+        // Every supernode stops: the tunnel keeps working.
+        await scene.stop()
+        try await Task.sleep(for: .milliseconds(300))
+        let later = Array("still here".utf8)
+        #expect(Self.roundTrip(tunnel.fileDescriptor, later) == later)
+        tunnel.close()
+        theirs?.close()
+        await a.stop()
+        await b.stop()
+    }
+}
+
+extension TunnelPeerTests {
+    /// Writes `count` patterned bytes on a stream socket and reads them back; true when intact.
+    static func streamEcho(_ fd: Int32, count: Int) -> Bool {
+        var sent = 0, received = 0
+        var out = [UInt8](repeating: 0, count: 16_384), input = [UInt8](repeating: 0, count: 65_536)
+        let deadline = Date().addingTimeInterval(20)
+        while received < count && Date() < deadline {
+            var entry = [pollfd(fd: fd, events: Int16(POLLIN) | (sent < count ? Int16(POLLOUT) : 0), revents: 0)]
+            _ = entry.withUnsafeMutableBufferPointer { poll($0.baseAddress, 1, 100) }
+            if entry[0].revents & Int16(POLLOUT) != 0 {
+                let n = min(out.count, count - sent)
+                for i in 0..<n { out[i] = UInt8(truncatingIfNeeded: (sent + i) % 251) }
+                let w = out.withUnsafeBytes { send(fd, $0.baseAddress, n, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+                if w > 0 { sent += w }
+            }
+            if entry[0].revents & Int16(POLLIN) != 0 {
+                let n = input.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n <= 0 { return false }
+                for i in 0..<n where input[i] != UInt8(truncatingIfNeeded: (received + i) % 251) { return false }
+                received += n
+            }
+        }
+        return received == count
+    }
+
+    @Test("a TCP tunnel: direct, stream hello verified, 1 MiB echoed intact through encrypted records", arguments: [true, false])
+    func tcpTunnel(encrypted: Bool) async throws {
+        let scene = try await TunnelScene.start()
+        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let bLog = EventLog(b)
+        let options = TunnelOptions(encrypted: encrypted, bindHost: "127.0.0.1")
+        let accepting = Task { () -> Tunnel? in
+            guard case .connectRequest(let request)? = await bLog.waitFor(timeout: .seconds(20), {
+                if case .connectRequest = $0 { return true }; return false
+            }) else { return nil }
+            guard let t = try? await b.accept(request, options: options) else { return nil }
+            Self.echo(t.fileDescriptor)
+            return t
+        }
+        let tunnel = try await a.connect(to: b.id, transport: .tcp, options: options)
+        let theirs = await accepting.value
+        #expect(tunnel.transport == .tcp && tunnel.path == .direct && tunnel.isEncrypted == encrypted)
+        #expect(theirs != nil)
+        #expect(Self.streamEcho(tunnel.fileDescriptor, count: 1 << 20))
+        tunnel.close()
+        theirs?.close()
+        await a.stop()
+        await b.stop()
+        await scene.stop()
+    }
+}
+
+/// A supernode's services on loopback for tunnel tests.
+struct TunnelScene {
+    let checkpoint: CheckpointServer
+    let address: SupernodeAddress
+    let stun: STUNAddress
+    let stunServer: STUNPairServer
+
+    static func start() async throws -> TunnelScene {
+        let layout = try STUNPairLayout(primary: STUNAddress(parsing: "127.0.0.1:0")!, alternate: STUNAddress(parsing: "127.0.0.2:0")!)
+        let stunServer = STUNPairServer(configuration: STUNPairConfiguration(layout: layout, ratePerSecond: 0, burst: 1, workers: 1))
+        let stun = try await stunServer.start().primary
+        var c = CheckpointConfiguration(key: SupernodeKey())
+        c.relays = nil
+        let checkpoint = CheckpointServer(configuration: CheckpointServerConfiguration(
+            listen: STUNAddress(ip: .v4(0x7F00_0001), port: 0), checkpoint: c))
+        let address = try checkpoint.start()
+        return TunnelScene(checkpoint: checkpoint, address: address, stun: stun, stunServer: stunServer)
+    }
+
+    func stop() async {
+        await checkpoint.stop()
+        await stunServer.stop()
+    }
+}
