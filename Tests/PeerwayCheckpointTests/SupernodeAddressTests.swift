@@ -78,4 +78,63 @@ struct SupernodeAddressTests {
             try SupernodeAddress(parsing: "peerway://\(Self.keyText)@fe80::zz")
         }
     }
+
+    @Test("?tcp=PORT: the TCP port when it differs; otherwise the UDP port; description round-trips")
+    func tcpPort() throws {
+        let k = Self.keyText
+        let plain = try SupernodeAddress(parsing: "peerway://\(k)@192.0.2.1:7400")
+        #expect(plain.tcpPort == 7400 && plain.tcpEndpoint == STUNAddress(ip: .v4(0xC000_0201), port: 7400))
+        #expect(!plain.description.contains("?"))
+        let other = try SupernodeAddress(parsing: "peerway://\(k)@192.0.2.1:7400?tcp=443")
+        #expect(other.port == 7400 && other.tcpPort == 443)
+        #expect(other.endpoint?.port == 7400 && other.tcpEndpoint == STUNAddress(ip: .v4(0xC000_0201), port: 443))
+        #expect(other.description == "peerway://\(k)@192.0.2.1:7400?tcp=443")
+        #expect(other != plain)
+        let same = try SupernodeAddress(parsing: "peerway://\(k)@192.0.2.1:7400?tcp=7400")
+        #expect(same == plain && same.description == plain.description)
+        let v6 = try SupernodeAddress(parsing: "peerway://\(k)@[2001:db8::1]:7400?tcp=80")
+        #expect(v6.host == "2001:db8::1" && v6.tcpPort == 80 && v6.description == "peerway://\(k)@[2001:db8::1]:7400?tcp=80")
+        let defaultPort = try SupernodeAddress(parsing: "peerway://\(k)@checkpoint.example.org?tcp=443")
+        #expect(defaultPort.port == SupernodeAddress.defaultPort && defaultPort.tcpPort == 443 && defaultPort.tcpEndpoint == nil)
+        let slash = try SupernodeAddress(parsing: "peerway://\(k)@checkpoint.example.org:9000/?tcp=9001")
+        #expect(slash.port == 9000 && slash.tcpPort == 9001)
+        let bare6 = try SupernodeAddress(parsing: "peerway://\(k)@::1?tcp=9")
+        #expect(bare6.host == "::1" && bare6.port == SupernodeAddress.defaultPort && bare6.tcpPort == 9)
+        for address in [other, v6, defaultPort, slash, bare6] {
+            #expect(try SupernodeAddress(parsing: address.description) == address, "\(address)")
+        }
+        let made = SupernodeAddress(publicKey: Self.key, host: "192.0.2.1", port: 7400, tcpPort: 443)
+        #expect(made == other)
+        #expect(SupernodeAddress(publicKey: Self.key, host: "192.0.2.1", port: 7400) == plain)
+    }
+
+    @Test("a bad ?tcp= part gives its own error, and the other parts keep theirs")
+    func badTCPForms() {
+        let k = Self.keyText
+        let cases: [(String, (String) -> SupernodeAddressError)] = [
+            ("peerway://\(k)@host:7400?tcp=0", SupernodeAddressError.badTCPPort),
+            ("peerway://\(k)@host:7400?tcp=65536", SupernodeAddressError.badTCPPort),
+            ("peerway://\(k)@host:7400?tcp=", SupernodeAddressError.badTCPPort),
+            ("peerway://\(k)@host:7400?tcp=https", SupernodeAddressError.badTCPPort),
+            ("peerway://\(k)@host:7400?tcp=-1", SupernodeAddressError.badTCPPort),
+            ("peerway://\(k)@host:7400?tcp=443&tcp=80", SupernodeAddressError.badTCPPort),
+            ("peerway://\(k)@host:7400?udp=443", SupernodeAddressError.badParameter),
+            ("peerway://\(k)@host:7400?tcp", SupernodeAddressError.badParameter),
+            ("peerway://\(k)@host:7400?", SupernodeAddressError.badParameter),
+            ("peerway://\(k)@host:7400?TCP=443", SupernodeAddressError.badParameter),
+            ("peerway://\(k)@host:7400??tcp=443", SupernodeAddressError.badParameter),
+            ("peerway://\(k)@host:0?tcp=443", SupernodeAddressError.badPort),
+            ("peerway://\(k)@host:?tcp=443", SupernodeAddressError.badPort),
+            ("peerway://\(k)@?tcp=443", SupernodeAddressError.badHost),
+            ("peerway://\(k)@[::1?tcp=443", SupernodeAddressError.badHost),
+            ("peerway://\(k.dropLast())@host?tcp=443", SupernodeAddressError.badKey),
+            ("peerway://host:7400?tcp=443", SupernodeAddressError.missingKey),
+            ("peerway://\(k)?tcp=443@host", SupernodeAddressError.badKey),
+        ]
+        for (text, error) in cases {
+            #expect(throws: error(text), "\(text)") { try SupernodeAddress(parsing: text) }
+        }
+        #expect(SupernodeAddressError.badTCPPort("x").description.contains("?tcp=PORT"))
+        #expect(SupernodeAddressError.badParameter("x").description.contains("tcp=PORT"))
+    }
 }
