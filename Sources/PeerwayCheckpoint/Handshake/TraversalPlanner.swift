@@ -87,10 +87,13 @@ public enum TraversalPlanner {
         }
         let theirs = other.candidates.filter { $0.transport == transport }
         let sameNAT = publicAddress(me, observed: myObserved) == publicAddress(other, observed: otherObserved)
-        let otherPublic = other.profile.mapping == .none
+        let udpBlocked = me.profile.udpBlocked || other.profile.udpBlocked
+        // A peer without NAT is reached directly, unless UDP cannot leave either network.
+        let otherPublic = other.profile.mapping == .none && !(transport == .udp && udpBlocked)
         // Host candidates: on a shared LAN, or when the other side has no NAT.
+        let direct: TraversalMethod = sameNAT ? .lan : transport == .tcp ? .tcpSimultaneousOpen : .punch
         for c in theirs where c.kind == .host && (sameNAT || otherPublic) && !c.endpoint.isLinkLocal {
-            add(TraversalTarget(method: sameNAT ? .lan : .punch, endpoint: c.endpoint), sameNAT ? .lan : .punch, directWindowMillis)
+            add(TraversalTarget(method: direct, endpoint: c.endpoint), direct, directWindowMillis)
         }
         let reflexive = theirs.filter { $0.kind == .serverReflexive || $0.kind == .mapped }
         if sameNAT {
@@ -98,7 +101,6 @@ public enum TraversalPlanner {
             plan.targets = targets
             return Side(plan: plan, window: window, method: method)
         }
-        let udpBlocked = me.profile.udpBlocked || other.profile.udpBlocked
         if transport == .udp && udpBlocked {
             plan.targets = targets
             return Side(plan: plan, window: window, method: method)
