@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PeerwayCheckpoint
+import PeerwayRelay
 import PeerwaySTUN
 import NIOCore
 import Peerway
@@ -35,6 +36,15 @@ struct SupernodeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-stun"), help: "Run CHECKPOINT without the STUN pair.")
     var noSTUN = false
 
+    @Option(name: .customLong("relay-listen"), help: "RELAY UDP address (IP:PORT; default: the --listen host, port 7401, or a free port when --listen's port is 0).")
+    var relayListen: String?
+
+    @Option(name: .customLong("relay-tcp-listen"), help: "RELAY TCP address (IP:PORT; default: the --listen host, port 7401, or a free port when --listen's port is 0).")
+    var relayTCPListen: String?
+
+    @Flag(name: .customLong("no-relay"), help: "Run without the RELAY.")
+    var noRelay = false
+
     @Option(name: .customLong("data-dir"), help: "Directory for the supernode's state (default ~/.peerway/supernode).")
     var dataDirectory: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".peerway/supernode").path
 
@@ -53,6 +63,12 @@ struct SupernodeCommand: AsyncParsableCommand {
             throw ValidationError("--keepalive must be within \(ControlLimits.keepaliveSecondsRange) seconds")
         }
         checkpointConfiguration.keepaliveSeconds = keepalive
+        // The HANDSHAKE hands out this supernode's relay (created before the checkpoint that grants it).
+        let relay = noRelay ? nil : try makeRelay(listen: listenAddress, logger: logger)
+        if let relay {
+            try relay.start()
+            checkpointConfiguration.relays = SupernodeRelays([relay])
+        }
         let checkpoint = CheckpointServer(
             configuration: CheckpointServerConfiguration(listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
                                                          checkpoint: checkpointConfiguration),
@@ -61,6 +77,10 @@ struct SupernodeCommand: AsyncParsableCommand {
         try (address.description + "\n").write(toFile: dataDirectory + "/address", atomically: true, encoding: .utf8)
         say("supernode: \(address)")
         var services: [any Service] = [checkpoint]
+        if let relay {
+            say("supernode: RELAY on udp \(relay.udpAddress!), tcp \(relay.tcpAddress.map(\.description) ?? "-")")
+            services.append(relay)
+        }
         if !noSTUN {
             let stunServer = STUNPairServer(configuration: try stun.configuration(), logger: logger)
             let layout = try await stunServer.start()
@@ -71,6 +91,20 @@ struct SupernodeCommand: AsyncParsableCommand {
             services.append(stunServer)
         }
         try await runUntilSignalled(services, logger: logger)
+    }
+
+    /// The RELAY of this supernode (not started): UDP and TCP on the --listen host, port 7401 by default.
+    func makeRelay(listen: STUNAddress, logger: Logger) throws -> RelayServer {
+        let port = listen.port == 0 ? 0 : RelayLimits.defaultPort
+        func parse(_ text: String?, _ flag: String) throws -> STUNAddress {
+            guard let text else { return listen.with(port: port) }
+            guard let a = STUNAddress(parsing: text) else { throw ValidationError("\(flag) \(text): expected IP:PORT, e.g. 0.0.0.0:7401") }
+            return a
+        }
+        let udp = try parse(relayListen, "--relay-listen")
+        let tcp = try parse(relayTCPListen, "--relay-tcp-listen")
+        return RelayServer(configuration: .init(udp: udp, tcp: tcp, advertisedHost: advertise ?? Self.advertisedHost(for: udp)),
+                           logger: logger)
     }
 
     /// For a wildcard bind, the first routable address of this host of the same family.
