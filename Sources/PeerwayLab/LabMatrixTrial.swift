@@ -132,13 +132,16 @@ public enum LabMatrixTrial {
         public var tunnel: TimeInterval = 30
         /// From `send-bytes` to its answer.
         public var echo: TimeInterval = 20
-        /// From `close` to `closed`, on each side.
+        /// From `close` to the initiator's `closed`.
         public var close: TimeInterval = 5
+        /// How long the acceptor's own `closed` may lag (best effort: a peer may not print one).
+        public var acceptorClose: TimeInterval = 1
 
-        public init(tunnel: TimeInterval = 30, echo: TimeInterval = 20, close: TimeInterval = 5) {
+        public init(tunnel: TimeInterval = 30, echo: TimeInterval = 20, close: TimeInterval = 5, acceptorClose: TimeInterval = 1) {
             self.tunnel = tunnel
             self.echo = echo
             self.close = close
+            self.acceptorClose = acceptorClose
         }
     }
 
@@ -192,7 +195,7 @@ public enum LabMatrixTrial {
         initiator.send("close \(acceptorID)")
         outcome.closed = out.wait(after: cursor, timeout: timeouts.close) { closed($0, acceptorID) } != nil
         // The acceptor's side ends too before the next try (its own `closed`, best effort).
-        _ = acceptor.output.wait(after: acceptorCursor, timeout: timeouts.close) { closed($0, initiatorID) }
+        _ = acceptor.output.wait(after: acceptorCursor, timeout: timeouts.acceptorClose) { closed($0, initiatorID) }
         return outcome
     }
 

@@ -62,6 +62,11 @@ struct LabMatrixCommand: AsyncParsableCommand {
     @Flag(name: .customLong("keep-logs"), help: "Keep the processes' logs even when every check passes.")
     var keepLogs = false
 
+    @Option(name: .customLong("peerway"), help: ArgumentHelp(
+        "The executable started as supernode and peers in the namespaces (default: this one; a stand-in for testing the runner).",
+        valueName: "path", visibility: .hidden))
+    var peerwayExecutable: String?
+
     func validate() throws {
         guard ["udp", "tcp", "both"].contains(transport) else { throw ValidationError("--transport \(transport): udp, tcp or both") }
         guard (1...100).contains(tries) else { throw ValidationError("--tries \(tries): between 1 and 100") }
@@ -90,7 +95,7 @@ struct LabMatrixCommand: AsyncParsableCommand {
         defer { signals.forEach { $0.cancel() } }
         let report: LabMatrixRun.Report
         do {
-            report = try LabMatrixRun(options, peerway: LabCommand.selfPath).run()
+            report = try LabMatrixRun(options, peerway: peerwayExecutable ?? LabCommand.selfPath).run()
         } catch {
             LabCommand.fail("matrix", error)
         }

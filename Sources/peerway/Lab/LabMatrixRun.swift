@@ -83,7 +83,7 @@ struct LabMatrixRun {
             LabRunner.down()
             if passed && !options.keepLogs { try? FileManager.default.removeItem(atPath: logs) }
         }
-        try LabRunner.up(topology, peerway: peerway)
+        try LabRunner.up(topology, peerway: LabCommand.selfPath)
 
         // The supernode, with every part of the contract this build has.
         let flags = supernodeArguments.filter { supernodeOptions.contains($0.flag) }.flatMap { [$0.flag, $0.value] }
