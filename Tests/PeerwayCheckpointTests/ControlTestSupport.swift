@@ -175,7 +175,7 @@ enum ControlSamples {
         e("messageStatus offline", .messageStatus(MessageOutcome(to: peerA, messageID: 10, outcome: .offline)), 0x5000_0009),
         e("ack", .ack, 0x5000_000A),
         e("welcome", .welcome(Welcome(observed: v4, keepaliveSeconds: 25, serverTimeMillis: 1_763_719_200_123)), 0),
-    ]
+    ] + TraversalSamples.frames
 
     static let ephemeral: [UInt8] = (0..<32).map { UInt8(0xA0 + $0) }
     static let cookie: [UInt8] = (0..<16).map { UInt8(0x30 + $0) }

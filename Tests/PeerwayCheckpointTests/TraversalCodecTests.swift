@@ -134,7 +134,7 @@ struct TraversalCodecTests {
                                 preservesPort: true, udpBlocked: true))))),
         ("plan",
          ControlTest.hex("""
-            55 | 50000010 | \(peerA) | \(peerB) | 0000000000000063 | 00 | 05 | 00001770 | 0100 | 80 \(keyShare)
+            55 | 50000010 | \(peerA) | \(peerB) | 0000000000000063 | 00 | 05 | 00 | 00001770 | 0100 | 80 \(keyShare)
             | 01 | 05 04 cb007107 9c41 0018 ffff
             | 01 04 cb007109 9c42 0800
             | 01 | 01 04 c6336401 1ce9 | 01 06 20010db800000000 0000000000000002 1ce8 | \(token)
@@ -147,7 +147,7 @@ struct TraversalCodecTests {
             spray: TraversalSpray(address: T.reflexive4b, count: 2048),
             relay: RelayGrant(udp: T.relayUDP, tcp: T.v6b, token: T.token), failure: "none")))),
         ("failed plan",
-         ControlTest.hex("55 | 00000001 | \(peerA) | \(peerB) | 0000000000000063 | 01 | 07 | 00000000 | 0001 | 00 | 00 | 00 | 00 | 0002 6e6f"),
+         ControlTest.hex("55 | 00000001 | \(peerA) | \(peerB) | 0000000000000063 | 01 | 07 | 00 | 00000000 | 0001 | 00 | 00 | 00 | 00 | 0002 6e6f"),
          ControlEnvelope(id: 1, frame: .traversalPlan(TraversalPlan(
             initiator: ControlSamples.peerA, acceptor: ControlSamples.peerB, requestID: 99, transport: .tcp, method: .relay,
             directWindowMillis: 0, remoteKeyShare: [], targets: [], failure: "no")))),
@@ -275,7 +275,7 @@ struct TraversalCodecTests {
         #expect(ControlTest.frameError(Array(offer.prefix(30))) == .truncated(what: "traversalOffer.acceptor"))
         #expect(ControlTest.frameError(Array(offer.prefix(50))) == .truncated(what: "traversalOffer.candidate.endpoint"))
         #expect(ControlTest.frameError(Array(plan.dropLast())) == .truncated(what: "traversalPlan.failure"))
-        #expect(ControlTest.frameError(Array(plan.prefix(54 + 64))) == .truncated(what: "traversalPlan.remoteKeyShare"))
+        #expect(ControlTest.frameError(Array(plan.prefix(55 + 64))) == .truncated(what: "traversalPlan.remoteKeyShare"))
         #expect(ControlTest.frameError(Array(result.dropLast())) == .truncated(what: "traversalResult.millis"))
     }
 
@@ -295,7 +295,7 @@ struct TraversalCodecTests {
         // Offer with one host candidate: transport 45, role 46, count 47, candidate kind 48 and
         // transport 49, endpoint 50-56, mapping 57, filtering 58.
         let offer = ControlFrame.traversalOffer(T.offer(candidates: [TraversalCandidate(kind: .host, transport: .udp, endpoint: T.host4)]))
-        let plan = ControlFrame.traversalPlan(T.plan(share: []))  // transport 45, method 46, target method 55
+        let plan = ControlFrame.traversalPlan(T.plan(share: []))  // transport 45, method 46, flags 47, target method 56
         let result = ControlFrame.traversalResult(T.result())     // role 45, path 46, method 47
         let cases: [(ControlFrame, Int, [UInt8], String)] = [
             (offer, 45, [2, 0xFF], "traversalOffer.transport"),
@@ -306,7 +306,7 @@ struct TraversalCodecTests {
             (offer, 58, [4, 0xFF], "traversalOffer.profile.filtering"),
             (plan, 45, [2, 0xFF], "traversalPlan.transport"),
             (plan, 46, [0, 8, 0xFF], "traversalPlan.method"),
-            (plan, 55, [0, 8, 0xFF], "traversalPlan.target.method"),
+            (plan, 56, [0, 8, 0xFF], "traversalPlan.target.method"),
             (result, 45, [2, 0xFF], "traversalResult.role"),
             (result, 46, [0, 4, 0xFF], "traversalResult.path"),
             (result, 47, [0, 8, 0xFF], "traversalResult.method"),
@@ -318,16 +318,16 @@ struct TraversalCodecTests {
         }
         // Endpoint families and presence bytes.
         Self.expectInvalid(Self.edited(offer) { $0[50] = 5 }, mentioning: ["traversalOffer.candidate.endpoint", "family 5"])
-        Self.expectInvalid(Self.edited(plan) { $0[56] = 0 }, mentioning: ["traversalPlan.target.endpoint", "family 0"])
+        Self.expectInvalid(Self.edited(plan) { $0[57] = 0 }, mentioning: ["traversalPlan.target.endpoint", "family 0"])
         let bare = ControlTest.frameBytes(.traversalPlan(T.plan(share: [], targets: [])), id: 1)
-        #expect(bare.count == 55 + 2 + 2)  // targets count 54, spray 55, relay 56, failure 57-58
+        #expect(bare.count == 56 + 2 + 2)  // targets count 55, spray 56, relay 57, failure 58-59
         for bad: UInt8 in [2, 0xFF] {
-            var spray = bare; spray[55] = bad
+            var spray = bare; spray[56] = bad
             Self.expectInvalid(spray, mentioning: ["traversalPlan.spray.present", "boolean"])
-            var relay = bare; relay[56] = bad
+            var relay = bare; relay[57] = bad
             Self.expectInvalid(relay, mentioning: ["traversalPlan.relay.present", "boolean"])
             var optional = ControlTest.frameBytes(.traversalPlan(T.plan(share: [], targets: [], relay: RelayGrant(udp: nil, tcp: nil, token: T.token))), id: 1)
-            optional[57] = bad
+            optional[58] = bad
             Self.expectInvalid(optional, mentioning: ["traversalPlan.relay.udp.present"])
         }
     }
@@ -370,12 +370,12 @@ struct TraversalCodecTests {
         Self.accepted(.traversalPlan(T.plan(share: [])))
         Self.accepted(.traversalPlan(T.plan(share: T.keyShare)))
         let empty = ControlTest.frameBytes(.traversalPlan(T.plan(share: [])), id: 1)
-        #expect(empty[53] == 0)
+        #expect(empty[54] == 0)
         for length: UInt8 in [1, 32, 64, 127, 129, 255] {
             // The length byte and that many bytes of share: well-formed but for the length.
             var bytes = empty
-            bytes[53] = length
-            bytes.insert(contentsOf: Array(repeating: 0x77, count: Int(length)), at: 54)
+            bytes[54] = length
+            bytes.insert(contentsOf: Array(repeating: 0x77, count: Int(length)), at: 55)
             Self.expectInvalid(bytes, mentioning: ["traversalPlan.remoteKeyShare", "\(length) bytes"])
         }
     }
@@ -386,10 +386,31 @@ struct TraversalCodecTests {
         let bytes = ControlTest.frameBytes(frame, id: 1)
         let flags = bytes.count - ControlLimits.keyShareBytes - 1
         #expect(bytes[flags] == 7)
-        for bad: UInt8 in [8, 0x0F, 0x10, 0x80, 0xFF] {
+        for bad: UInt8 in [0x10, 0x1F, 0x80, 0xFF] {
             var b = bytes
             b[flags] = bad
             Self.expectInvalid(b, mentioning: ["traversalOffer.profile.flags", "\(bad)"])
+        }
+        // Bit 3 is the raw-tunnel request.
+        var raw = bytes
+        raw[flags] = 0x0F
+        #expect(ControlTest.frameError(raw) == nil)
+    }
+
+    @Test("the raw-tunnel request round-trips in the offer and the plan; unknown plan flag bits are invalid")
+    func rawTunnelFlags() throws {
+        var offer = T.offer()
+        offer.rawTunnel = true
+        Self.accepted(.traversalOffer(offer))
+        var plan = T.plan(share: [])
+        plan.rawTunnel = true
+        let bytes = ControlTest.frameBytes(.traversalPlan(plan), id: 1)
+        #expect(bytes[47] == 1)
+        Self.accepted(.traversalPlan(plan))
+        for bad: UInt8 in [2, 0x80, 0xFF] {
+            var b = bytes
+            b[47] = bad
+            Self.expectInvalid(b, mentioning: ["traversalPlan.flags", "\(bad)"])
         }
     }
 

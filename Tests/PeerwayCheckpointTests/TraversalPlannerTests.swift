@@ -141,13 +141,11 @@ struct TraversalPlannerTests {
         #expect(o.a.relay == N.grants.initiator && o.b.relay == N.grants.acceptor)
     }
 
-    @Test("easy × random: many-port; the random side opens manyPortSockets towards the easy side, which sprays", arguments: [
-        (true, N.easy, N.random), (false, N.easy, N.random), (true, N.fullCone, N.randomAddress), (false, N.noNAT, N.random),
-        (true, NATProfile.unknown, N.random),
+    @Test("easy × random behind a port-filtering NAT: many-port; the random side opens manyPortSockets towards the easy side, which sprays", arguments: [
+        (true, N.easy, N.random), (false, N.easy, N.random), (true, NATProfile.unknown, N.random), (false, NATProfile.unknown, N.randomAddress),
     ])
     func easyRandom(initiatorIsEasy: Bool, easy: NATProfile, random: NATProfile) {
-        // noNAT on a public address: its host candidate is its reflexive one.
-        let easySite = easy == N.noNAT ? N.sitePublic : (initiatorIsEasy ? N.siteA : N.siteB)
+        let easySite = initiatorIsEasy ? N.siteA : N.siteB
         let hardSite = initiatorIsEasy ? N.siteB : N.siteA
         let o = initiatorIsEasy ? N.plan(easy, random, siteA: easySite, siteB: hardSite) : N.plan(random, easy, siteA: hardSite, siteB: easySite)
         let (easyPlan, hardPlan) = initiatorIsEasy ? (o.a, o.b) : (o.b, o.a)
@@ -159,9 +157,27 @@ struct TraversalPlannerTests {
         #expect(easyPlan.spray == TraversalSpray(address: hardSite.reflexive, count: P.sprayPorts))
         #expect(easyPlan.targets.allSatisfy { $0.method == .manyPort && $0.endpoint.ip == hardSite.reflexive.ip })
         for p in [o.a, o.b] {
-            // A peer without NAT is reached by plain punching (the headline is the most direct method).
-            #expect(p.method == (easy == N.noNAT ? .punch : .manyPort))
+            #expect(p.method == .manyPort)
             #expect(p.directWindowMillis == P.manyPortWindowMillis)
+        }
+    }
+
+    @Test("easy × random when the easy side lets in any port of an address it sent to (no NAT, endpoint- or address-dependent filtering): plain punching, one socket, no spray", arguments: [
+        (true, N.fullCone, N.randomAddress), (false, N.fullCone, N.random), (true, N.noNAT, N.random), (false, N.noNAT, N.random),
+        (true, NATProfile(mapping: .endpointIndependent, filtering: .addressDependent), N.random),
+    ])
+    func easyRandomLooseFilter(initiatorIsEasy: Bool, easy: NATProfile, random: NATProfile) {
+        let easySite = easy == N.noNAT ? N.sitePublic : (initiatorIsEasy ? N.siteA : N.siteB)
+        let hardSite = initiatorIsEasy ? N.siteB : N.siteA
+        let o = initiatorIsEasy ? N.plan(easy, random, siteA: easySite, siteB: hardSite) : N.plan(random, easy, siteA: hardSite, siteB: easySite)
+        let (easyPlan, hardPlan) = initiatorIsEasy ? (o.a, o.b) : (o.b, o.a)
+        #expect(hardPlan.localSockets == 1 && hardPlan.spray == nil)
+        #expect(easyPlan.localSockets == 1 && easyPlan.spray == nil)
+        #expect(hardPlan.targets.contains(TraversalTarget(method: .punch, endpoint: easySite.reflexive)))
+        #expect(easyPlan.targets.contains { $0.method == .punch && $0.endpoint.ip == hardSite.reflexive.ip })
+        for p in [o.a, o.b] {
+            #expect(p.method == .punch)
+            #expect(p.directWindowMillis == P.directWindowMillis)
         }
     }
 

@@ -50,13 +50,13 @@ struct TunnelPeerTests {
     }
 
     /// A accepts every request B... the acceptor side: accept the first request and echo.
-    static func acceptAndEcho(_ peer: Peer, _ log: EventLog) -> Task<Tunnel?, Never> {
+    static func acceptAndEcho(_ peer: Peer, _ log: EventLog, options: TunnelOptions = loopbackTunnels) -> Task<Tunnel?, Never> {
         Task {
             guard case .connectRequest(let request)? = await log.waitFor(timeout: .seconds(20), {
                 if case .connectRequest = $0 { return true }; return false
             }) else { return nil }
             let tunnel: Tunnel
-            do { tunnel = try await peer.accept(request, options: loopbackTunnels) } catch {
+            do { tunnel = try await peer.accept(request, options: options) } catch {
                 Issue.record("accept failed: \(error)")
                 return nil
             }
@@ -145,8 +145,43 @@ extension TunnelPeerTests {
     }
 }
 
+extension TunnelPeerTests {
+    @Test("relay only: the RELAY carries the tunnel, payload untouched (0 bytes added), UDP and TCP", arguments: [TunnelTransport.udp, .tcp])
+    func relayedTunnel(transport: TunnelTransport) async throws {
+        let scene = try await TunnelScene.start()
+        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let bLog = EventLog(b)
+        let options = TunnelOptions(encrypted: transport == .tcp, bindHost: "127.0.0.1", directPaths: false)
+        let accepting = Self.acceptAndEcho(b, bLog, options: options)
+        let tunnel = try await a.connect(to: b.id, transport: transport, options: options)
+        let theirs = await accepting.value
+        #expect(tunnel.path == .relayed && tunnel.method == .relay)
+        #expect(theirs?.path == .relayed)
+        if transport == .udp {
+            // Raw: the application's datagram is what the relay forwards, byte for byte.
+            #expect(!tunnel.isEncrypted)
+            let before = scene.relay.statistics().udp
+            let payload = (0..<1000).map { UInt8(truncatingIfNeeded: $0) }
+            #expect(Self.roundTrip(tunnel.fileDescriptor, payload) == payload)
+            let after = scene.relay.statistics().udp
+            let datagrams = after.forwardedDatagrams - before.forwardedDatagrams
+            #expect(datagrams >= 2)
+            #expect(after.forwardedBytes - before.forwardedBytes == UInt64(datagrams * 1000), "the relay adds and removes nothing")
+        } else {
+            #expect(Self.streamEcho(tunnel.fileDescriptor, count: 256 * 1024))
+        }
+        tunnel.close()
+        theirs?.close()
+        await a.stop()
+        await b.stop()
+        await scene.stop()
+    }
+}
+
 /// A supernode's services on loopback for tunnel tests.
 struct TunnelScene {
+    let relay: RelayServer
     let checkpoint: CheckpointServer
     let address: SupernodeAddress
     let stun: STUNAddress
@@ -156,16 +191,19 @@ struct TunnelScene {
         let layout = try STUNPairLayout(primary: STUNAddress(parsing: "127.0.0.1:0")!, alternate: STUNAddress(parsing: "127.0.0.2:0")!)
         let stunServer = STUNPairServer(configuration: STUNPairConfiguration(layout: layout, ratePerSecond: 0, burst: 1, workers: 1))
         let stun = try await stunServer.start().primary
+        let relay = RelayServer(configuration: .init(udp: STUNAddress(parsing: "127.0.0.1:0")!, tcp: STUNAddress(parsing: "127.0.0.1:0")!))
+        try relay.start()
         var c = CheckpointConfiguration(key: SupernodeKey())
-        c.relays = nil
+        c.relays = SupernodeRelays([relay])
         let checkpoint = CheckpointServer(configuration: CheckpointServerConfiguration(
             listen: STUNAddress(ip: .v4(0x7F00_0001), port: 0), checkpoint: c))
         let address = try checkpoint.start()
-        return TunnelScene(checkpoint: checkpoint, address: address, stun: stun, stunServer: stunServer)
+        return TunnelScene(relay: relay, checkpoint: checkpoint, address: address, stun: stun, stunServer: stunServer)
     }
 
     func stop() async {
         await checkpoint.stop()
         await stunServer.stop()
+        await relay.stop()
     }
 }

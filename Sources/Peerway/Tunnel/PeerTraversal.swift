@@ -7,18 +7,23 @@ import PeerwayTunnel
 /// How a tunnel is made and what it carries.
 public struct TunnelOptions: Sendable {
     /// End-to-end encryption (ChaCha20-Poly1305 under keys bound to both PeerIDs). Turning it off
-    /// gives the application the raw network socket: payload travels in clear, and nothing but
-    /// the path's setup is authenticated.
+    /// asks for a raw tunnel, which the application gets as the network socket itself: payload in
+    /// clear, only the path's setup authenticated. A tunnel is raw only when both sides ask.
     public var encrypted: Bool
     /// The HANDSHAKE's plan must arrive within this long after the offer.
     public var planTimeout: TimeAmount
     /// The local IP tunnel sockets bind (`nil`: the wildcard of the STUN server's family).
     public var bindHost: String?
+    /// Try direct paths. `false`: relay only, and the other peer never learns this host's
+    /// addresses (none are offered), at the cost of the relay's latency and capacity.
+    public var directPaths: Bool
 
-    public init(encrypted: Bool = true, planTimeout: TimeAmount = TunnelOptions.defaultPlanTimeout, bindHost: String? = nil) {
+    public init(encrypted: Bool = true, planTimeout: TimeAmount = TunnelOptions.defaultPlanTimeout, bindHost: String? = nil,
+                directPaths: Bool = true) {
         self.encrypted = encrypted
         self.planTimeout = planTimeout
         self.bindHost = bindHost
+        self.directPaths = directPaths
     }
 
     /// Default `planTimeout`: longer than the HANDSHAKE waits for the other side's offer.
@@ -110,13 +115,20 @@ extension Peer {
         let context = TunnelContext(requestID: requestID, initiator: initiator, acceptor: acceptor,
                                     role: role == .initiator ? .initiator : .acceptor, transport: transport)
         let (share, ephemeral) = TunnelKeyShare.make(identity: identity, context: context)
+        if !options.directPaths { candidates = [] }
         let offer = TraversalOffer(initiator: initiator, acceptor: acceptor, requestID: requestID, transport: transport, role: role,
                                    candidates: Array(candidates.prefix(ControlLimits.maximumTraversalCandidates)),
-                                   profile: profile, keyShare: share.bytes)
+                                   profile: profile, keyShare: share.bytes, rawTunnel: !options.encrypted)
         _ = try await run("traversal offer") { $0.offerTraversal(offer, now: $1) }
         let key = TraversalRegistry.Key(initiator: initiator, acceptor: acceptor, requestID: requestID)
-        guard let plan = await driver.traversals.wait(for: key, timeout: options.planTimeout) else {
+        guard var plan = await driver.traversals.wait(for: key, timeout: options.planTimeout) else {
             throw .timedOut("the HANDSHAKE's traversal plan")
+        }
+        if !options.directPaths {
+            plan.targets = []
+            plan.spray = nil
+            plan.localSockets = 1
+            plan.directWindowMillis = 0
         }
         guard plan.failure.isEmpty else { throw .traversalFailed(plan.failure) }
         guard let theirs = TunnelKeyShare(bytes: plan.remoteKeyShare) else {
@@ -130,7 +142,11 @@ extension Peer {
             throw .tunnelAuthenticationFailed("\(error)")
         }
 
+        // Raw only when both sides asked for it; otherwise both encrypt.
+        var options = options
+        options.encrypted = !plan.rawTunnel
         let tunnel: Tunnel
+        let finalPlan = plan
         switch transport {
         case .udp where plan.relay?.udp == nil && plan.relay?.tcp != nil && plan.targets.isEmpty:
             // One side cannot use UDP: datagrams go through the relay's TCP splice, framed.
@@ -138,7 +154,7 @@ extension Peer {
                                                     options: options, started: started)
         case .udp:
             let result = await runOnOwnThread(name: "peerway-traversal") {
-                UDPTraversal.run(plan: plan, role: role, keys: keys, first: udp, bindAddress: bindAddress)
+                UDPTraversal.run(plan: finalPlan, role: role, keys: keys, first: udp, bindAddress: bindAddress)
             }
             let outcome: UDPTraversal.Outcome
             switch result {

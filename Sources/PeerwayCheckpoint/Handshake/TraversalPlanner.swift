@@ -8,7 +8,7 @@ import PeerwaySTUN
 ///
 /// | A \ B            | easy (none, EIM)  | predictable (sequential) | random (per destination) |
 /// |------------------|-------------------|--------------------------|--------------------------|
-/// | easy             | punch             | predict (A probes B's next ports) | many-port (B opens `manyPortSockets`, A sprays `sprayPorts` random ports of B) |
+/// | easy             | punch             | predict (A probes B's next ports) | many-port (B opens `manyPortSockets`, A sprays `sprayPorts` random ports of B); punch when A has no NAT or filters by address only |
 /// | predictable      | predict           | predict (both, in the same order) | relay |
 /// | random           | many-port         | relay                    | relay                    |
 ///
@@ -50,6 +50,12 @@ public enum TraversalPlanner {
         pb.plan.method = method
         pa.plan.relay = relay?.initiator
         pb.plan.relay = relay?.acceptor
+        pa.plan.rawTunnel = a.rawTunnel && b.rawTunnel
+        pb.plan.rawTunnel = pa.plan.rawTunnel
+        if a.transport != b.transport {
+            pa.plan.failure = "the two sides offered different transports (\(a.transport), \(b.transport))"
+            pb.plan.failure = pa.plan.failure
+        }
         if relay == nil && window == 0 {
             pa.plan.failure = "no direct path is possible and no relay is available"
             pb.plan.failure = pa.plan.failure
@@ -129,14 +135,26 @@ public enum TraversalPlanner {
             if theirProfile.isPredictable {
                 break  // random × sequential: relay
             }
-            // Many-port, hard side: many mappings towards the other's (fixed) reflexive address.
-            plan.localSockets = manyPortSockets
-            add(TraversalTarget(method: .manyPort, endpoint: theirReflexive), .manyPort, manyPortWindowMillis)
+            if lets(theirProfile, in: mine) {
+                // Their NAT lets in whatever comes from our address once it sent there: one socket
+                // punches, they answer the port it arrives from.
+                add(TraversalTarget(method: .punch, endpoint: theirReflexive), .punch, directWindowMillis)
+            } else {
+                // Many-port, hard side: many mappings towards the other's (fixed) reflexive address.
+                plan.localSockets = manyPortSockets
+                add(TraversalTarget(method: .manyPort, endpoint: theirReflexive), .manyPort, manyPortWindowMillis)
+            }
         case (false, true):
             if mine.isPredictable { break }
-            // Many-port, easy side: spray random ports of the other's public address.
-            plan.spray = TraversalSpray(address: theirReflexive, count: sprayPorts)
-            add(TraversalTarget(method: .manyPort, endpoint: theirReflexive), .manyPort, manyPortWindowMillis)
+            if lets(mine, in: theirProfile) {
+                // Our NAT lets their packets in once we sent to their address (any port): punching
+                // their address opens it, and we answer the port their packets come from.
+                add(TraversalTarget(method: .punch, endpoint: theirReflexive), .punch, directWindowMillis)
+            } else {
+                // Many-port, easy side: spray random ports of the other's public address.
+                plan.spray = TraversalSpray(address: theirReflexive, count: sprayPorts)
+                add(TraversalTarget(method: .manyPort, endpoint: theirReflexive), .manyPort, manyPortWindowMillis)
+            }
         case (false, false):
             for c in reflexive { add(TraversalTarget(method: .punch, endpoint: c.endpoint), .punch, directWindowMillis) }
             if theirProfile.isPredictable {
@@ -147,6 +165,13 @@ public enum TraversalPlanner {
         }
         plan.targets = targets
         return Side(plan: plan, window: window, method: method)
+    }
+
+    /// Whether an easy side's NAT (`easy`) lets in packets from any port of an address it sent
+    /// to: no NAT, endpoint-independent or address-dependent filtering (RFC 4787 §5). Then a
+    /// random-mapping peer needs no many-port probing. Unknown filtering is treated as strict.
+    static func lets(_ easy: NATProfile, in other: NATProfile) -> Bool {
+        easy.mapping == .none || easy.filtering == .endpointIndependent || easy.filtering == .addressDependent
     }
 
     /// The ports a sequential NAT gives its next mappings after `last`.

@@ -55,6 +55,7 @@ extension TraversalOffer {
         if profile.preservesPort { flags |= 1 }
         if profile.hairpins { flags |= 2 }
         if profile.udpBlocked { flags |= 4 }
+        if rawTunnel { flags |= 8 }
         buffer.writeInteger(flags)
         buffer.writeWireFixed(keyShare, count: ControlLimits.keyShareBytes, "traversal key share")
     }
@@ -78,12 +79,12 @@ extension TraversalOffer {
         let filtering = try r.enumValue(NATProfile.Filtering.self, "traversalOffer.profile.filtering")
         let delta = try r.i16("traversalOffer.profile.portDelta")
         let flags = try r.u8("traversalOffer.profile.flags")
-        guard flags & ~7 == 0 else { throw .invalid(what: "traversalOffer.profile.flags: unknown bits in \(flags)") }
+        guard flags & ~15 == 0 else { throw .invalid(what: "traversalOffer.profile.flags: unknown bits in \(flags)") }
         let profile = NATProfile(mapping: mapping, filtering: filtering, portDelta: delta, preservesPort: flags & 1 != 0,
                                  hairpins: flags & 2 != 0, udpBlocked: flags & 4 != 0)
         let share = try r.array(ControlLimits.keyShareBytes, "traversalOffer.keyShare")
         self.init(initiator: initiator, acceptor: acceptor, requestID: requestID, transport: transport, role: role,
-                  candidates: candidates, profile: profile, keyShare: share)
+                  candidates: candidates, profile: profile, keyShare: share, rawTunnel: flags & 8 != 0)
     }
 }
 
@@ -92,6 +93,7 @@ extension TraversalPlan {
         buffer.writeWireTraversalHeader(initiator, acceptor, requestID)
         buffer.writeInteger(transport.rawValue)
         buffer.writeInteger(method.rawValue)
+        buffer.writeInteger(rawTunnel ? 1 as UInt8 : 0)
         buffer.writeInteger(directWindowMillis)
         buffer.writeInteger(localSockets)
         precondition(remoteKeyShare.isEmpty || remoteKeyShare.count == ControlLimits.keyShareBytes, "a key share is 128 bytes")
@@ -128,6 +130,8 @@ extension TraversalPlan {
         let requestID = try r.u64("traversalPlan.requestID")
         let transport = try r.enumValue(TunnelTransport.self, "traversalPlan.transport")
         let method = try r.enumValue(TraversalMethod.self, "traversalPlan.method")
+        let planFlags = try r.u8("traversalPlan.flags")
+        guard planFlags & ~1 == 0 else { throw .invalid(what: "traversalPlan.flags: unknown bits in \(planFlags)") }
         let window = try r.u32("traversalPlan.directWindowMillis")
         let sockets = try r.u16("traversalPlan.localSockets")
         guard (1...ControlLimits.maximumPlanSockets).contains(sockets) else {
@@ -167,7 +171,7 @@ extension TraversalPlan {
         let failure = try r.text("traversalPlan.failure", limit: ControlLimits.maximumErrorTextBytes, limitName: "maximumErrorTextBytes")
         self.init(initiator: initiator, acceptor: acceptor, requestID: requestID, transport: transport, method: method,
                   directWindowMillis: window, localSockets: sockets, remoteKeyShare: share, targets: targets, spray: spray,
-                  relay: relay, failure: failure)
+                  relay: relay, failure: failure, rawTunnel: planFlags & 1 != 0)
     }
 }
 

@@ -9,9 +9,12 @@ import PeerwaySTUN
 
    traversalOffer   initiator(16) acceptor(16) requestID(8) transport(1) role(1)
                     candidates: count(1) { kind(1) transport(1) endpoint }
-                    profile: mapping(1) filtering(1) portDelta(2, signed) flags(1)
+                    profile: mapping(1) filtering(1) portDelta(2, signed)
+                    flags(1): bit 0 preservesPort, 1 hairpins, 2 udpBlocked (the profile),
+                              bit 3 this side asks for a raw (unencrypted) tunnel
                     keyShare(128)
    traversalPlan    initiator(16) acceptor(16) requestID(8) transport(1) method(1)
+                    flags(1): bit 0 raw tunnel (both sides asked for one)
                     directWindowMillis(4) localSockets(2) remoteKeyShare(0 | 128: length(1) first)
                     targets: count(1) { method(1) endpoint count(2) step(2, signed) }
                     spray: present(1) [ address endpoint, count(2) ]
@@ -162,9 +165,12 @@ public struct TraversalOffer: Equatable, Sendable {
     public var profile: NATProfile
     /// The side's tunnel key share (`ControlLimits.keyShareBytes`, opaque to the HANDSHAKE).
     public var keyShare: [UInt8]
+    /// This side asks for a raw (unencrypted) tunnel; the tunnel is raw only if both sides ask.
+    public var rawTunnel: Bool
 
     public init(initiator: PeerID, acceptor: PeerID, requestID: UInt64, transport: TunnelTransport, role: TraversalRole,
-                candidates: [TraversalCandidate], profile: NATProfile, keyShare: [UInt8]) {
+                candidates: [TraversalCandidate], profile: NATProfile, keyShare: [UInt8], rawTunnel: Bool = false) {
+        self.rawTunnel = rawTunnel
         self.initiator = initiator
         self.acceptor = acceptor
         self.requestID = requestID
@@ -238,17 +244,20 @@ public struct TraversalPlan: Equatable, Sendable {
     public var directWindowMillis: UInt32
     /// Sockets to probe from (more than 1 only on many-port probing's hard side).
     public var localSockets: UInt16
-    /// The other side's key share (empty on a failed plan).
+    /// The other side's key share (empty when the other side never offered).
     public var remoteKeyShare: [UInt8]
     public var targets: [TraversalTarget]
     public var spray: TraversalSpray?
     public var relay: RelayGrant?
     /// Why no tunnel can be made (empty when the plan can run).
     public var failure: String
+    /// The tunnel is raw (unencrypted): both sides asked for it. Otherwise it is encrypted.
+    public var rawTunnel: Bool
 
     public init(initiator: PeerID, acceptor: PeerID, requestID: UInt64, transport: TunnelTransport, method: TraversalMethod,
                 directWindowMillis: UInt32, localSockets: UInt16 = 1, remoteKeyShare: [UInt8], targets: [TraversalTarget],
-                spray: TraversalSpray? = nil, relay: RelayGrant? = nil, failure: String = "") {
+                spray: TraversalSpray? = nil, relay: RelayGrant? = nil, failure: String = "", rawTunnel: Bool = false) {
+        self.rawTunnel = rawTunnel
         self.initiator = initiator
         self.acceptor = acceptor
         self.requestID = requestID
