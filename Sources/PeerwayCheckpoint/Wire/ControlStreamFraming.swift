@@ -62,14 +62,16 @@ public struct ControlStreamDeframer: Sendable {
     /// Bytes received and not yet returned as frames.
     public var bufferedBytes: Int { buffer.readableBytes }
 
-    /// Appends received bytes.
+    /// Appends received bytes (ignored once the stream failed).
     public mutating func append(_ bytes: ByteBuffer) {
+        guard failed == nil else { return }
         var bytes = bytes
         buffer.writeBuffer(&bytes)
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes (ignored once the stream failed).
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        guard failed == nil else { return }
         buffer.writeBytes(bytes)
     }
 

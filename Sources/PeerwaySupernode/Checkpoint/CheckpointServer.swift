@@ -32,11 +32,21 @@ public struct CheckpointServerConfiguration: Sendable {
     /// The address peers are told to dial when it differs from `listen` (a wildcard bind, NAT).
     public var advertisedHost: String?
     public var checkpoint: CheckpointConfiguration
+    /// Where the control channel over TCP listens (`CheckpointTCPListener.swift`); `nil`: no TCP.
+    /// Port 0 on the same IP as `listen`: the UDP port's number when TCP can have it, else any.
+    public var tcp: STUNAddress?
+    /// Takes a TCP connection whose first 4 bytes are "PWRB" (a relay bind): its non-blocking
+    /// socket (now the callee's to close) and those 4 bytes. Called on the checkpoint's thread:
+    /// return quickly. `nil`: such connections are closed.
+    public var relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)?
 
-    public init(listen: STUNAddress, advertisedHost: String? = nil, checkpoint: CheckpointConfiguration) {
+    public init(listen: STUNAddress, advertisedHost: String? = nil, checkpoint: CheckpointConfiguration,
+                tcp: STUNAddress? = nil, relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)? = nil) {
         self.listen = listen
         self.advertisedHost = advertisedHost
         self.checkpoint = checkpoint
+        self.tcp = tcp
+        self.relayHandoff = relayHandoff
     }
 }
 
@@ -64,6 +74,8 @@ public struct CheckpointStatistics: Sendable, Equatable {
     public var sendFailures = 0
     /// Datagrams over the size limit, dropped.
     public var oversize = 0
+    /// The control channel over TCP.
+    public var tcp = CheckpointTCPStatistics()
 }
 
 /// The CHECKPOINT service (a ServiceLifecycle `Service`): presence, lookup, search, messages,
@@ -76,6 +88,7 @@ public final class CheckpointServer: Service, Sendable {
     private struct State {
         var worker: CheckpointWorker?
         var bound: STUNAddress?
+        var boundTCP: STUNAddress?
     }
 
     public init(configuration: CheckpointServerConfiguration, logger: Logger = Logger(label: "peerway.checkpoint")) {
@@ -86,11 +99,16 @@ public final class CheckpointServer: Service, Sendable {
     /// The bound address, once started.
     public var boundAddress: STUNAddress? { state.withLockedValue { $0.bound } }
 
-    /// The address peers dial (`peerway://key@host:port`), once started.
+    /// The bound address of the control channel over TCP, once started with one.
+    public var boundTCPAddress: STUNAddress? { state.withLockedValue { $0.boundTCP } }
+
+    /// The address peers dial (`peerway://key@host:port`, `?tcp=PORT` when the TCP port
+    /// differs), once started.
     public var address: SupernodeAddress? {
         guard let bound = boundAddress else { return nil }
         return SupernodeAddress(publicKey: configuration.checkpoint.key.publicKey,
-                                host: configuration.advertisedHost ?? bound.ipString, port: bound.port)
+                                host: configuration.advertisedHost ?? bound.ipString, port: bound.port,
+                                tcpPort: boundTCPAddress?.port)
     }
 
     /// Binds the socket and starts the thread; returns the address peers dial.
@@ -102,11 +120,27 @@ public final class CheckpointServer: Service, Sendable {
         // pause of the loop (a large allocation, a burst of registrations) is absorbed, not dropped.
         var force = CheckpointEngineLimits.socketBufferBytes
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &force, socklen_t(MemoryLayout<Int32>.size))
-        let worker = try CheckpointWorker(fd: fd, configuration: configuration.checkpoint)
+        var tcp: (fd: Int32, port: UInt16)?
+        if let address = configuration.tcp {
+            do { tcp = try CheckpointTCPConnections.listen(address, udp: configuration.listen.with(port: port)) } catch {
+                close(fd)
+                throw error
+            }
+        }
+        let worker: CheckpointWorker
+        do {
+            worker = try CheckpointWorker(fd: fd, configuration: configuration.checkpoint,
+                                          tcp: tcp.map { CheckpointTCPConnections(listener: $0.fd, relayHandoff: configuration.relayHandoff) })
+        } catch {
+            close(fd)
+            if let tcp { close(tcp.fd) }
+            throw error
+        }
         worker.start()
         state.withLockedValue {
             $0.worker = worker
             $0.bound = configuration.listen.with(port: port)
+            $0.boundTCP = tcp.flatMap { t in configuration.tcp?.with(port: t.port) }
         }
         let address = self.address!
         logger.info("CHECKPOINT listening", metadata: ["address": "\(address)"])
@@ -141,9 +175,12 @@ final class CheckpointWorker: @unchecked Sendable {
     private let thread: ServiceThread
     private var machine: CheckpointMachine<InMemoryLiveDirectory>
     private let published = NIOLockedValueBox(CheckpointStatistics())
+    /// The control channel over TCP, if any (used by the loop only).
+    private let tcp: CheckpointTCPConnections?
 
-    init(fd: Int32, configuration: CheckpointConfiguration) throws {
+    init(fd: Int32, configuration: CheckpointConfiguration, tcp: CheckpointTCPConnections? = nil) throws {
         self.fd = fd
+        self.tcp = tcp
         thread = try ServiceThread()
         machine = CheckpointMachine(configuration: configuration, directory: InMemoryLiveDirectory(), now: .now())
     }
@@ -192,7 +229,8 @@ final class CheckpointWorker: @unchecked Sendable {
         func publish() {
             let snapshot = CheckpointStatistics(
                 counters: machine.counters, sessions: machine.sessionCount, registered: machine.registeredCount,
-                pendingPushes: machine.pendingPushes, sendFailures: sendFailures, oversize: oversize)
+                pendingPushes: machine.pendingPushes, sendFailures: sendFailures, oversize: oversize,
+                tcp: tcp?.statistics ?? CheckpointTCPStatistics())
             published.withLockedValue { $0 = snapshot }
         }
         func flush() {
@@ -212,6 +250,8 @@ final class CheckpointWorker: @unchecked Sendable {
         }
         func emit() {
             for case .send(let bytes, let to) in actions {
+                // To a TCP connection's remote address: framed onto that connection.
+                if let tcp, tcp.send(bytes, to: to) { continue }
                 guard bytes.readableBytes <= sendSlot else { sendFailures += 1; continue }
                 let slot = sendBuffers + pending * sendSlot
                 bytes.withUnsafeReadableBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -223,7 +263,12 @@ final class CheckpointWorker: @unchecked Sendable {
             actions.removeAll(keepingCapacity: true)
         }
 
+        defer { tcp?.closeAll() }
         while true {
+            if let tcp {
+                polls.removeSubrange(2...)
+                tcp.pollDescriptors(into: &polls)
+            }
             let remaining = (nextTick - NIODeadline.now()).nanoseconds / 1_000_000
             let ready = poll(&polls, nfds_t(polls.count), Int32(clamping: max(0, remaining)))
             if ready < 0, errno != EINTR { break }
@@ -259,9 +304,17 @@ final class CheckpointWorker: @unchecked Sendable {
                     if got < batch { break }
                 }
             }
+            if ready > 0, let tcp {
+                tcp.handle(polls[2...], now: .now()) { frame, source in
+                    machine.receive(frame, from: source, now: .now(), into: &actions)
+                    emit()
+                }
+                flush()
+            }
             let now = NIODeadline.now()
             if now >= nextTick {
                 machine.tick(now: now, into: &actions)
+                tcp?.expire(now: now)
                 emit()
                 flush()
                 nextTick = now + .milliseconds(Int64(tick))
