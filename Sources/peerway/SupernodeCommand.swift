@@ -25,6 +25,13 @@ struct SupernodeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "CHECKPOINT address (IP:PORT; port 0 picks a free one).")
     var listen: String = "127.0.0.1:7400"
 
+    @Option(name: .customLong("tcp-listen"),
+            help: "CHECKPOINT's control channel over TCP, for peers without UDP (IP:PORT; default: the --listen address; the printed address says ?tcp=PORT when the port differs).")
+    var tcpListen: String?
+
+    @Flag(name: .customLong("no-tcp"), help: "Run CHECKPOINT over UDP only.")
+    var noTCP = false
+
     @Option(name: .long, help: "Host peers dial, when it differs from --listen (a wildcard bind, a NAT in front).")
     var advertise: String?
 
@@ -69,9 +76,21 @@ struct SupernodeCommand: AsyncParsableCommand {
             try relay.start()
             checkpointConfiguration.relays = SupernodeRelays([relay])
         }
+        var tcpAddress: STUNAddress?
+        if !noTCP {
+            guard let a = STUNAddress(parsing: tcpListen ?? listen) else {
+                throw ValidationError("--tcp-listen \(tcpListen ?? ""): expected IP:PORT, e.g. 0.0.0.0:443 or [::]:443")
+            }
+            tcpAddress = a
+        }
+        // Connections to the TCP port that start with "PWRB" are relay binds: the relay takes them.
+        var relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)?
+        if let relay {
+            relayHandoff = { fd, firstBytes in relay.adoptTCP(fd: fd, firstBytes: firstBytes) }
+        }
         let checkpoint = CheckpointServer(
             configuration: CheckpointServerConfiguration(listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
-                                                         checkpoint: checkpointConfiguration),
+                                                         checkpoint: checkpointConfiguration, tcp: tcpAddress, relayHandoff: relayHandoff),
             logger: logger)
         let address = try checkpoint.start()
         try (address.description + "\n").write(toFile: dataDirectory + "/address", atomically: true, encoding: .utf8)

@@ -247,6 +247,44 @@ struct CheckpointTCPTests {
     }
 
     /// 32 bytes in the place of a hello's ephemeral key (the cookie does not look at them).
+    @Test("peerway supernode --tcp-listen: the address carries ?tcp=PORT and a peerway peer without UDP registers through it; --no-tcp",
+          .timeLimit(.minutes(2)))
+    func commandLine() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-tcp-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tcpPort = try RawTCP.freePort()
+        let supernode = try LineProcess(Tools.peerway, ["supernode", "--data-dir", dir + "/sn", "--listen", "127.0.0.1:0",
+                                                        "--tcp-listen", "127.0.0.1:\(tcpPort)", "--no-stun", "--no-relay"])
+        defer { supernode.kill9() }
+        let text = try #require(await Self.address(in: dir + "/sn/address"), "no address: \(supernode.allLines)")
+        #expect(text.hasSuffix("?tcp=\(tcpPort)"), "\(text)")
+        let address = try SupernodeAddress(parsing: text)
+        #expect(address.tcpPort == tcpPort && address.port != tcpPort)
+        let silent = try await UDPTestSocket.bind()
+        let blocked = Self.udpDead(address, tcpPort: tcpPort, silent: silent)
+        let peer = try LineProcess(Tools.peerway, ["peer", "--supernode", blocked.description, "--identity", dir + "/p.key", "--json"])
+        defer { peer.kill9() }
+        #expect(await peer.waitFor("registered") != nil, "peer: \(peer.allLines)")
+        try await silent.channel.close()
+
+        let udpOnly = try LineProcess(Tools.peerway, ["supernode", "--data-dir", dir + "/sn2", "--listen", "127.0.0.1:0",
+                                                      "--no-tcp", "--no-stun", "--no-relay"])
+        defer { udpOnly.kill9() }
+        let plain = try SupernodeAddress(parsing: try #require(await Self.address(in: dir + "/sn2/address")))
+        #expect(!plain.description.contains("?"))
+        #expect(throws: (any Error).self) { try RawTCP(port: plain.port) }
+    }
+
+    static func address(in file: String) async -> String? {
+        for _ in 0..<200 {
+            if let s = try? String(contentsOfFile: file, encoding: .utf8), !s.isEmpty {
+                return s.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
+    }
+
     static func ephemeral() -> [UInt8] {
         (0..<ControlLimits.keyBytes).map { _ in UInt8.random(in: 0...255) }
     }
@@ -309,4 +347,19 @@ final class RawTCP: Sendable {
     }
 
     func close() { Glibc.close(fd) }
+
+    /// A loopback TCP port free a moment ago.
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
+        }
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        return UInt16(bigEndian: address.sin_port)
+    }
 }
