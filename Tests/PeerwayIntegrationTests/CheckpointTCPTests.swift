@@ -101,6 +101,34 @@ struct CheckpointTCPTests {
         try await silent.channel.close()
     }
 
+    @Test("PeerOptions.tcpFallbackDelay: a shorter delay is honoured; nil keeps the peer on UDP only", .timeLimit(.minutes(1)))
+    func fallbackDelayOption() async throws {
+        let server = Self.server()
+        let address = try server.start()
+        let tcpPort = try #require(server.boundTCPAddress?.port)
+        let silent = try await UDPTestSocket.bind()
+        let blocked = Self.udpDead(address, tcpPort: tcpPort, silent: silent)
+
+        var udpOnly = Self.options()
+        udpOnly.tcpFallbackDelay = nil
+        udpOnly.startTimeout = .seconds(3)
+        await #expect(throws: PeerError.supernodeUnreachable([blocked])) {
+            try await Peer.start(identity: PeerIdentity(), supernodes: [blocked], options: udpOnly)
+        }
+        #expect(server.statistics().tcp.accepted == 0)
+
+        var quick = Self.options()
+        quick.tcpFallbackDelay = .milliseconds(100)
+        let started = ContinuousClock.now
+        let peer = try await Peer.start(identity: PeerIdentity(), supernodes: [blocked], options: quick)
+        let took = ContinuousClock.now - started
+        #expect(took < .milliseconds(900), "\(took)")
+        #expect(await Self.eventually(server) { $0.tcp.accepted == 1 && $0.registered == 1 })
+        await peer.stop()
+        await server.stop()
+        try await silent.channel.close()
+    }
+
     @Test("a TCP peer reconnects when the connection drops (supernode restart) and registers again",
           .timeLimit(.minutes(2)))
     func reconnect() async throws {

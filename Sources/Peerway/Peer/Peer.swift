@@ -82,7 +82,8 @@ public final class Peer: Sendable {
         let bindHost = options.bindHost ?? PeerNetwork.wildcard(family)
         let driver: PeerDriver
         do {
-            driver = try PeerDriver(supernodes: resolved, eventLoop: eventLoop, events: continuation)
+            driver = try PeerDriver(supernodes: resolved, eventLoop: eventLoop, events: continuation,
+                                    tcpFallbackDelay: options.tcpFallbackDelay)
         } catch {
             throw .invalidArgument("a supernode address cannot be used as a socket address: \(error)")
         }
