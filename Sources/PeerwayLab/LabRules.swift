@@ -129,6 +129,16 @@ public struct LabRouterRules: Hashable, Sendable {
         }
         out.append("  }")
 
+        // Unsolicited packets to the router's own WAN address are dropped before conntrack
+        // confirms them, as a home router's firewall does. Without this the host stack takes them
+        // (answering ICMP port unreachable or a TCP RST) and keeps a conntrack entry whose reply
+        // tuple then forbids the LAN flow it belongs to from keeping its port: the first hole
+        // punching packet to arrive would move the other side's mapping.
+        out.append("  chain input {")
+        out.append("    type filter hook input priority filter; policy accept;")
+        out.append("    iifname \"\(wan)\" ct state new drop")
+        out.append("  }")
+
         out.append("}")
         return out.joined(separator: "\n") + "\n"
     }

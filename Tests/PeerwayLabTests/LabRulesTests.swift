@@ -23,6 +23,10 @@ struct LabRulesTests {
                 ct state established,related accept
                 iifname "lan0" oifname "wan0" accept
               }
+              chain input {
+                type filter hook input priority filter; policy accept;
+                iifname "wan0" ct state new drop
+              }
             }
 
             """)
@@ -53,6 +57,10 @@ struct LabRulesTests {
                 ct state established,related accept
                 iifname "lan0" oifname "wan0" accept
                 ct status dnat accept
+              }
+              chain input {
+                type filter hook input priority filter; policy accept;
+                iifname "wan0" ct state new drop
               }
             }
 

@@ -63,6 +63,11 @@ enum UDPTraversal {
     static func run(plan: TraversalPlan, role: TraversalRole, keys: TunnelKeys, first: TunnelSocket,
                     bindAddress: STUNAddress) -> Result<Outcome, PeerError> {
         var machine = UDPTraversalMachine(role: role, plan: plan, nowMillis: UInt64(millis()), seed: UInt64.random(in: 1...UInt64.max))
+        let debug = ProcessInfo.processInfo.environment["PEERWAY_DEBUG_TRAVERSAL"] != nil
+        var received = 0, opened = 0
+        if debug {
+            FileHandle.standardError.write(Data("traversal \(role): method \(plan.method) window \(plan.directWindowMillis) sockets \(plan.localSockets) targets \(plan.targets.map { "\($0.method):\($0.endpoint)x\($0.count)" }) spray \(plan.spray.map { "\($0.address)x\($0.count)" } ?? "-") relay \(plan.relay?.udp.map(\.description) ?? "-")\n".utf8))
+        }
         var sockets = [first]
         for _ in 1..<machine.socketCount {
             guard let s = try? TunnelSocket.udp(bound: STUNAddress(ip: bindAddress.ip, port: 0)) else { break }
@@ -73,6 +78,9 @@ enum UDPTraversal {
         var buffer = [UInt8](repeating: 0, count: receiveBufferBytes)
         let fds = sockets.map(\.fd)
         func finish(_ result: Result<Outcome, PeerError>) -> Result<Outcome, PeerError> {
+            if debug {
+                FileHandle.standardError.write(Data("traversal \(role): done \(result) after \(machine.probesSent) probes sent, \(received) datagrams received, \(opened) probes opened\n".utf8))
+            }
             for s in sockets {
                 if case .success(let o) = result, o.socket.fd == s.fd { continue }
                 s.close()
@@ -104,6 +112,7 @@ enum UDPTraversal {
                 var drained = 0
                 while drained < 256, let (n, source) = buffer.withUnsafeMutableBytes({ sockets[i].receive(into: $0) }) {
                     drained += 1
+                    received += 1
                     let handled: Result<Outcome, PeerError>? = buffer.withUnsafeBytes { raw in
                         let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<n])
                         if source == machine.relayEndpoint, isRelayAnswer(bytes, token: relayToken) {
@@ -112,6 +121,7 @@ enum UDPTraversal {
                         }
                         guard TunnelProbe.isProbe(bytes), let probe = try? TunnelProbe.open(bytes, keys: keys),
                               let kind = UDPTraversalMachine.ProbeKind(rawValue: probe.kind.rawValue) else { return nil }
+                        opened += 1
                         return perform(machine.received(kind, txid: probe.txid, socket: i, from: source, nowMillis: UInt64(millis())))
                     }
                     if let handled { return finish(handled) }
