@@ -27,16 +27,17 @@ public struct LabMatrixRow: Hashable, Sendable {
     public var directExpected: Bool { LabMatrix.directExpected(pair, transport) }
     public var manyPortExpected: Bool { LabMatrix.manyPortExpected(pair, transport) }
 
-    /// Methods of the successful tries, each once, in the order first seen.
+    /// Methods of the tries whose tunnel came up (echoed or not), each once, in the order first seen.
     public var methods: [String] {
         var seen: [String] = []
-        for t in tunnels where t.succeeded { if let m = t.method, !seen.contains(m) { seen.append(m) } }
+        for t in tunnels where t.connected { if let m = t.method, !seen.contains(m) { seen.append(m) } }
         return seen
     }
 
-    /// `direct`, `relayed`, `mixed` (some of each), or `-` (nothing connected).
+    /// Paths of the tries whose tunnel came up: `direct`, `relayed`, `mixed` (some of each), or
+    /// `-` (none came up).
     public var path: String {
-        let paths = Set(tunnels.filter(\.succeeded).compactMap(\.path))
+        let paths = Set(tunnels.filter(\.connected).compactMap(\.path))
         switch paths.count {
         case 0: return "-"
         case 1: return paths.first!

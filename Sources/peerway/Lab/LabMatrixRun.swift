@@ -78,12 +78,25 @@ struct LabMatrixRun {
         Self.note("building \(sites.count) sites (\(topology.namespaces.count) namespaces) for \(options.pairs.count) pairs; logs in \(logs)")
         var processes: [LabLineProcess] = []
         var passed = false
+        // The lab is machine-wide: one `lab up` or `lab down` elsewhere replaces or removes it. A
+        // token in the lab's state directory (which both remove) tells whether it is still ours,
+        // so the teardown never removes someone else's lab.
+        let token = UUID().uuidString
+        let tokenFile = LabRunner.stateDirectory + "/matrix-owner"
+        let stillOurs = { (try? String(contentsOfFile: tokenFile, encoding: .utf8)) == token }
         defer {
             processes.forEach { $0.stop() }
-            LabRunner.down()
+            if stillOurs() { LabRunner.down() } else { Self.note("the lab is no longer ours: left as it is") }
             if passed && !options.keepLogs { try? FileManager.default.removeItem(atPath: logs) }
         }
         try LabRunner.up(topology, peerway: LabCommand.selfPath)
+        do {
+            try FileManager.default.createDirectory(atPath: LabRunner.stateDirectory, withIntermediateDirectories: true)
+            try token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        } catch {
+            LabRunner.down()
+            throw .commandFailed(command: "write \(tokenFile)", status: -1, output: "\(error)")
+        }
 
         // The supernode, with every part of the contract this build has.
         let flags = supernodeArguments.filter { supernodeOptions.contains($0.flag) }.flatMap { [$0.flag, $0.value] }
@@ -123,6 +136,9 @@ struct LabMatrixRun {
         Self.note("\(ids.count)/\(peers.count) peers registered")
 
         let rows = runPairs(peers: peers, ids: ids, aioice: aioice)
+        if !stillOurs() {
+            setupFailures.append("the lab was removed or replaced during the run (another `peerway lab up` or `lab down`?): the results are void")
+        }
         let summary = LabMatrixSummary(rows: rows, dryRun: options.dryRun, registered: ids.count, peers: peers.count, setupFailures: setupFailures)
         passed = summary.pass
         if !passed { Self.note("logs kept in \(logs)") }
