@@ -90,7 +90,8 @@ public struct NetcheckPortAllocation: Hashable, Sendable, Codable {
     ///   non-zero value with |delta| <= `NetcheckLimits.maximumSequentialDelta`, allowing
     ///   `allowedAllocationOutliers` other delta once there are `minimumDeltasForOutlier` deltas
     ///   (another host behind the same NAT may take a port between two of our probes; the majority
-    ///   step is still what a peer should predict with);
+    ///   step is still what a peer should predict with), or with every delta small and of one
+    ///   sign (a shared counter other flows advance too);
     /// - `random` otherwise; `unknown` with fewer than `minimumAllocationSamples` new mappings.
     public init(classifying input: [NetcheckPortSample]) {
         var samples = input
@@ -121,7 +122,12 @@ public struct NetcheckPortAllocation: Hashable, Sendable, Codable {
             return
         }
         let allowed = deltas.count >= NetcheckLimits.minimumDeltasForOutlier ? NetcheckLimits.allowedAllocationOutliers : 0
-        if best.key != 0, abs(best.key) <= NetcheckLimits.maximumSequentialDelta, deltas.count - best.value <= allowed {
+        // Every step small and in one direction: a counter that other flows through the same
+        // NAT also advance (two hosts measuring at once interleave). A random allocator over
+        // tens of thousands of ports does not produce that; the common step is the prediction.
+        let oneWay = deltas.allSatisfy { $0 > 0 && $0 <= NetcheckLimits.maximumSequentialDelta }
+            || deltas.allSatisfy { $0 < 0 && -$0 <= NetcheckLimits.maximumSequentialDelta }
+        if best.key != 0, abs(best.key) <= NetcheckLimits.maximumSequentialDelta, deltas.count - best.value <= allowed || oneWay {
             self.init(kind: .sequential, delta: best.key, samples: samples)
         } else {
             self.init(kind: .random, samples: samples)

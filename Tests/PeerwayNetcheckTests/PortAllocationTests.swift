@@ -41,9 +41,19 @@ struct PortAllocationTests {
         #expect(allocation.delta == 1)
     }
 
-    @Test("not sequential: an outlier among too few deltas, two outliers, or too large a step", arguments: [
+    @Test("a counter shared with other flows: small steps of one sign are sequential with the common step", arguments: [
         [61_000, 61_001, 61_003, 61_004],
         [61_000, 61_001, 61_003, 61_004, 61_006, 61_007],
+        [30_000, 30_002, 30_003, 30_006, 30_007, 30_008],
+    ] as [[UInt16]])
+    func sharedCounter(ports: [UInt16]) {
+        let allocation = NetcheckPortAllocation(classifying: Self.samples(ports))
+        #expect(allocation.kind == .sequential)
+        #expect(allocation.delta == 1)
+    }
+
+    @Test("not sequential: steps of both signs, too large a step, no step, or no pattern", arguments: [
+        [61_000, 61_001, 60_990, 60_991, 60_992],
         [1_000, 1_100, 1_200, 1_300],
         [1_000, 1_000, 1_000],
         [52_113, 7_031, 33_870, 61_004, 12_345],

@@ -156,20 +156,24 @@ extension Peer {
             let result = await runOnOwnThread(name: "peerway-traversal") {
                 UDPTraversal.run(plan: finalPlan, role: role, keys: keys, first: udp, bindAddress: bindAddress)
             }
-            let outcome: UDPTraversal.Outcome
             switch result {
-            case .success(let o): outcome = o
+            case .success(let outcome):
+                keep = outcome.socket
+                do {
+                    tunnel = try Tunnel.udp(outcome: outcome, peer: other, role: role, keys: keys, encrypted: options.encrypted,
+                                            setupTime: ContinuousClock.now - started)
+                } catch {
+                    outcome.socket.close()
+                    throw error
+                }
+            case .failure where finalPlan.relay?.udp == nil && finalPlan.relay?.tcp != nil:
+                // The relay takes TCP only (a side cannot use UDP): both sides come here when
+                // the shared direct window ends.
+                tunnel = try await TCPTraversal.relayed(plan: finalPlan, role: role, keys: keys, peer: other, datagrams: true,
+                                                        options: options, started: started)
             case .failure(let e):
                 report(plan, role: role, path: .failed, method: plan.method, started: started)
                 throw e
-            }
-            keep = outcome.socket
-            do {
-                tunnel = try Tunnel.udp(outcome: outcome, peer: other, role: role, keys: keys, encrypted: options.encrypted,
-                                        setupTime: ContinuousClock.now - started)
-            } catch {
-                outcome.socket.close()
-                throw error
             }
         case .tcp:
             let listener = tcpListener!

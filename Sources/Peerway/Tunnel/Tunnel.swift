@@ -74,6 +74,8 @@ public final class Tunnel: @unchecked Sendable, CustomStringConvertible {
         if let pump {
             pump.stop()
         }
+        // Wakes every reader of this socket (also through a dup) before the number is freed.
+        shutdown(fileDescriptor, Int32(SHUT_RDWR))
         Glibc.close(fileDescriptor)
     }
 

@@ -36,6 +36,8 @@ final class TunnelPump: @unchecked Sendable {
     private let wake: (read: Int32, write: Int32)
     private let stopping = NSLock()
     private var stopRequested = false
+    /// The thread ended and closed every descriptor (guarded by `stopping`).
+    private var exited = false
 
     init(mode: Mode, network: TunnelSocket, app: TunnelSocket, keys: TunnelKeys) {
         self.mode = mode
@@ -54,11 +56,14 @@ final class TunnelPump: @unchecked Sendable {
         thread.start()
     }
 
-    /// Ends the pump: an encrypted tunnel tells the other side, then both sockets close.
+    /// Ends the pump: an encrypted tunnel tells the other side, then both sockets close. Safe
+    /// after the pump ended by itself (the other side closed): its descriptors are not touched
+    /// again, since their numbers may belong to another tunnel by then.
     func stop() {
         stopping.lock()
+        defer { stopping.unlock() }
+        guard !exited else { return }
         stopRequested = true
-        stopping.unlock()
         var one: UInt8 = 1
         _ = Glibc.write(wake.write, &one, 1)
     }
@@ -73,14 +78,22 @@ final class TunnelPump: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
         var lastSent = Date()
         network.makeBlocking()
+        let debug = ProcessInfo.processInfo.environment["PEERWAY_DEBUG_TRAVERSAL"] != nil
+        var fromApp = 0, fromNetwork = 0
         defer {
+            if debug {
+                FileHandle.standardError.write(Data("tunnel pump \(mode) to \(network.remoteAddress.map(\.description) ?? "?"): \(fromApp) from the application, \(fromNetwork) from the network\n".utf8))
+            }
             if mode == .datagram || mode == .stream || mode == .datagramsOverStream {
                 if let bye = crypto.closeRecord(stream: mode != .datagram) { writeNetwork(bye) }
             }
             network.close()
             app.close()
+            stopping.lock()
+            exited = true
             Glibc.close(wake.read)
             Glibc.close(wake.write)
+            stopping.unlock()
         }
         while !shouldStop {
             var entries = [pollfd(fd: app.fd, events: Int16(POLLIN), revents: 0),
@@ -92,6 +105,7 @@ final class TunnelPump: @unchecked Sendable {
             if entries[0].revents != 0 {
                 let n = buffer.withUnsafeMutableBytes { recv(app.fd, $0.baseAddress, mode == .stream ? Self.streamChunkBytes : $0.count, 0) }
                 if n <= 0 { return }  // the application closed its end
+                fromApp += 1
                 let payload = UnsafeRawBufferPointer(start: buffer, count: n)
                 switch mode {
                 case .datagram: writeNetwork(crypto.sealDatagram(payload))
@@ -105,6 +119,7 @@ final class TunnelPump: @unchecked Sendable {
                 if n < 0 && (errno == ECONNREFUSED || errno == EINTR) { continue }  // ICMP noise on UDP
                 if n <= 0 && mode != .datagram { return }
                 if n <= 0 { continue }
+                fromNetwork += 1
                 let bytes = UnsafeRawBufferPointer(start: buffer, count: n)
                 if !handleNetwork(bytes) { return }
             }

@@ -126,6 +126,16 @@ struct TunnelSocket: Sendable {
         return rc == 0 ? slot.address : nil
     }
 
+    /// The address a connected socket talks to.
+    var remoteAddress: STUNAddress? {
+        var slot = SocketSlot()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &slot.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        return rc == 0 ? slot.address : nil
+    }
+
     /// Sends one datagram; false when the kernel refused it (full buffer, unreachable): UDP is lossy anyway.
     @discardableResult
     func send(_ bytes: UnsafeRawBufferPointer, to address: STUNAddress) -> Bool {

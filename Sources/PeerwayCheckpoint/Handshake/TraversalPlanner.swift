@@ -156,10 +156,15 @@ public enum TraversalPlanner {
                 add(TraversalTarget(method: .manyPort, endpoint: theirReflexive), .manyPort, manyPortWindowMillis)
             }
         case (false, false):
-            for c in reflexive { add(TraversalTarget(method: .punch, endpoint: c.endpoint), .punch, directWindowMillis) }
             if theirProfile.isPredictable {
+                // Their reflexive port was made for the STUN server only; their mapping towards us
+                // is one of the next ports. (Probing the reflexive port would also take one of
+                // *our* next ports when we allocate sequentially too, out of step with their guess.)
                 add(nextPorts(theirReflexive, delta: theirProfile.portDelta, count: predictionPorts), .predict, directWindowMillis)
-            } else if theirProfile.mapping == .unknown || (!otherEasy && !theirProfile.isRandom) {
+                break
+            }
+            for c in reflexive { add(TraversalTarget(method: .punch, endpoint: c.endpoint), .punch, directWindowMillis) }
+            if theirProfile.mapping == .unknown || (!otherEasy && !theirProfile.isRandom) {
                 add(nextPorts(theirReflexive, delta: 1, count: unknownPredictionPorts), .predict, directWindowMillis)
             }
         }

@@ -27,6 +27,8 @@ public enum UDPTraversalLimits {
     public static let selectTimeoutMillis: UInt64 = 1_500
     /// Random ports sprayed per second on many-port probing's easy side.
     public static let sprayPerSecond: UInt64 = 4_096
+    /// Milliseconds after the start before the first relay bind, when direct pairs are probed first.
+    public static let relayBindDelayMillis: UInt64 = 100
     /// Milliseconds between two relay binds until the relay answers.
     public static let relayBindIntervalMillis: UInt64 = 250
     /// Milliseconds after the direct window for the relay path to come up; then the traversal fails.
@@ -177,7 +179,10 @@ public struct UDPTraversalMachine: Sendable {
                 ? "no direct path answered within \(plan.directWindowMillis) ms and the plan has no relay"
                 : "no path answered: direct for \(plan.directWindowMillis) ms, then the relay for \(UDPTraversalLimits.relayWindowMillis) ms")]
         }
-        if let relay = relayEndpoint, !relayBound,
+        // The relay bind waits for the first round of probes when there are direct pairs: on a
+        // NAT that allocates ports in sequence, it would take the port the other side predicted.
+        let bindDue = pairs.allSatisfy(\.isRelay) || now >= startMillis + UDPTraversalLimits.relayBindDelayMillis
+        if let relay = relayEndpoint, !relayBound, bindDue,
            lastRelayBindMillis.map({ now >= $0 + UDPTraversalLimits.relayBindIntervalMillis }) ?? true {
             lastRelayBindMillis = now
             out.append(.bindRelay(to: relay))

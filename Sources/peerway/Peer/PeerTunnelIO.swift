@@ -21,9 +21,12 @@ enum PeerTunnelIO {
 
     /// Echoes everything that arrives back to the sender until the tunnel closes.
     static func echo(_ tunnel: Tunnel) {
-        let fd = tunnel.fileDescriptor
+        // A descriptor of its own: the tunnel's number may be reused once it is closed.
+        let fd = dup(tunnel.fileDescriptor)
+        guard fd >= 0 else { return }
         let datagrams = tunnel.transport == .udp
         Thread.detachNewThread {
+            defer { close(fd) }
             var buffer = [UInt8](repeating: 0, count: 65_536)
             while true {
                 let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -43,8 +46,10 @@ enum PeerTunnelIO {
 
     /// Reports every chunk that arrives (without `--echo`), until the tunnel closes.
     static func read(_ tunnel: Tunnel, _ report: @escaping @Sendable (Int, String?) -> Void) {
-        let fd = tunnel.fileDescriptor
+        let fd = dup(tunnel.fileDescriptor)
+        guard fd >= 0 else { return }
         Thread.detachNewThread {
+            defer { close(fd) }
             var buffer = [UInt8](repeating: 0, count: 65_536)
             while true {
                 let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
