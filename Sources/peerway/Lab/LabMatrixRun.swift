@@ -84,11 +84,15 @@ struct LabMatrixRun {
         let token = UUID().uuidString
         let tokenFile = LabRunner.stateDirectory + "/matrix-owner"
         let stillOurs = { (try? String(contentsOfFile: tokenFile, encoding: .utf8)) == token }
+        var built = false
         defer {
             processes.forEach { $0.stop() }
-            if stillOurs() { LabRunner.down() } else { Self.note("the lab is no longer ours: left as it is") }
+            if built {
+                if stillOurs() { LabRunner.down() } else { Self.note("the lab was replaced or removed by someone else: left as it is") }
+            }
             if passed && !options.keepLogs { try? FileManager.default.removeItem(atPath: logs) }
         }
+        // (`up` removes what it made when it fails.)
         try LabRunner.up(topology, peerway: LabCommand.selfPath)
         do {
             try FileManager.default.createDirectory(atPath: LabRunner.stateDirectory, withIntermediateDirectories: true)
@@ -97,6 +101,7 @@ struct LabMatrixRun {
             LabRunner.down()
             throw .commandFailed(command: "write \(tokenFile)", status: -1, output: "\(error)")
         }
+        built = true
 
         // The supernode, with every part of the contract this build has.
         let flags = supernodeArguments.filter { supernodeOptions.contains($0.flag) }.flatMap { [$0.flag, $0.value] }
