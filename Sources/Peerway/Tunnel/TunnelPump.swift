@@ -34,6 +34,8 @@ final class TunnelPump: @unchecked Sendable {
     private let app: TunnelSocket
     private var crypto: TunnelRecordCrypto
     private let wake: (read: Int32, write: Int32)
+    /// The network socket's peer (it is connected).
+    private let remote: PeerEndpoint?
     private let stopping = NSLock()
     private var stopRequested = false
     /// The thread ended and closed every descriptor (guarded by `stopping`).
@@ -44,6 +46,7 @@ final class TunnelPump: @unchecked Sendable {
         self.network = network
         self.app = app
         crypto = TunnelRecordCrypto(keys: keys)
+        remote = network.remoteAddress
         var fds: [Int32] = [0, 0]
         _ = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress) }
         for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
@@ -135,7 +138,7 @@ final class TunnelPump: @unchecked Sendable {
         switch mode {
         case .datagram:
             if TunnelProbe.isProbe(bytes) {
-                if let answer = crypto.answerProbe(bytes) { writeNetwork(answer) }
+                if let answer = crypto.answerProbe(bytes, from: remote) { writeNetwork(answer) }
                 return true
             }
             switch crypto.openDatagram(bytes) {

@@ -89,11 +89,14 @@ struct TunnelRecordCrypto {
 
     /// Answers a late path probe of this tunnel (a `select` whose ack was lost, a `request`),
     /// or nil for anything else.
-    func answerProbe(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
+    /// `from`: where the probe came from (a response carries it; nil: no response is sent).
+    func answerProbe(_ bytes: UnsafeRawBufferPointer, from: PeerEndpoint?) -> [UInt8]? {
         guard let probe = try? TunnelProbe.open(bytes, keys: keys) else { return nil }
         switch probe.kind {
         case .select: return TunnelProbe.seal(kind: .selectAck, txid: probe.txid, keys: keys)
-        case .request: return TunnelProbe.seal(kind: .response, txid: probe.txid, keys: keys)
+        case .request:
+            guard let from else { return nil }
+            return TunnelProbe.seal(kind: .response, txid: probe.txid, observed: from, keys: keys)
         case .response, .selectAck: return nil
         }
     }

@@ -58,8 +58,9 @@ enum UDPTraversal {
 
     static func millis() -> Int { Int(DispatchTime.now().uptimeNanoseconds / 1_000_000) }
 
-    /// Runs the traversal to its end. `first` is the socket whose reflexive address was offered;
-    /// more sockets are opened on `bindAddress` if the plan asks for them.
+    /// Runs the traversal to its end. `first` is the socket whose reflexive address was offered
+    /// (the caller keeps owning it); more sockets are opened on `bindAddress` if the plan asks for
+    /// them, and closed here unless one of them won.
     static func run(plan: TraversalPlan, role: TraversalRole, keys: TunnelKeys, first: TunnelSocket,
                     bindAddress: STUNAddress) -> Result<Outcome, PeerError> {
         var machine = UDPTraversalMachine(role: role, plan: plan, nowMillis: UInt64(millis()), seed: UInt64.random(in: 1...UInt64.max))
@@ -81,7 +82,8 @@ enum UDPTraversal {
             if debug {
                 FileHandle.standardError.write(Data("traversal \(role): done \(result) after \(machine.probesSent) probes sent, \(received) datagrams received, \(opened) probes opened\n".utf8))
             }
-            for s in sockets {
+            // `first` belongs to the caller (it closes it unless it won); the others are ours.
+            for s in sockets.dropFirst() {
                 if case .success(let o) = result, o.socket.fd == s.fd { continue }
                 s.close()
             }
