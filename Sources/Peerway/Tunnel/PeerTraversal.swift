@@ -88,9 +88,9 @@ extension Peer {
             if let tcpListener, keep?.fd != tcpListener.fd { tcpListener.close() }
         }
         let stun = stunServer
-        async let reflexiveTask = runOnOwnThread(name: "peerway-stun") { UDPTraversal.reflexiveAddress(socket: udp, server: stun) }
-        var profile = await nat.profile(waitingAtMost: TunnelOptions.natProfileWait)
-        let reflexive = await reflexiveTask
+        let reflexive = await runOnOwnThread(name: "peerway-stun") { UDPTraversal.reflexiveAddress(socket: udp, server: stun) }
+        // No STUN answer: UDP does not get out; the NAT measurement would only time out too.
+        var profile = reflexive == nil ? NATProfile.unknown : await nat.profile(waitingAtMost: TunnelOptions.natProfileWait)
         profile.udpBlocked = reflexive == nil
 
         let local = udp.localAddress ?? bindAddress

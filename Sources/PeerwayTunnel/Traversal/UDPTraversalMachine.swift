@@ -91,7 +91,8 @@ public struct UDPTraversalMachine: Sendable {
     private var pairs: [PairState] = []
     private var pairIndex: [Pair: Int] = [:]
     private var outstanding: [UInt64: Int] = [:]
-    private var sprayTxids: Set<UInt64> = []
+    /// Spray requests in flight: the port each went to.
+    private var sprayTxids: [UInt64: UInt16] = [:]
     private var sprayPorts: [UInt16] = []
     private var sprayCursor = 0
     private var sprayStartedMillis: UInt64
@@ -201,7 +202,7 @@ public struct UDPTraversalMachine: Sendable {
             let due = Int((now - sprayStartedMillis) * UDPTraversalLimits.sprayPerSecond / 1000) + 1
             while sprayCursor < min(due, sprayPorts.count) {
                 let txid = newTxid()
-                sprayTxids.insert(txid)
+                sprayTxids[txid] = sprayPorts[sprayCursor]
                 out.append(.probe(.request, txid: txid, socket: 0, to: PeerEndpoint(ip: spray.address.ip, port: sprayPorts[sprayCursor]), observed: nil))
                 probesSent += 1
                 sprayCursor += 1
@@ -239,10 +240,20 @@ public struct UDPTraversalMachine: Sendable {
                 probesSent += 1
             }
         case .response:
+            // A response verifies a pair only from the address its request went to (RFC 8445
+            // §7.2.5.2.1: a path is checked both ways or not at all); from elsewhere, the address
+            // is learnt and checked with a request of its own.
             if let i = outstanding[txid], pairs[i].pair == pair {
                 pairs[i].verified = true
-            } else if sprayTxids.contains(txid) || outstanding[txid] != nil, let i = addPair(pair, method: inferMethod(from)) {
+            } else if let port = sprayTxids[txid], socket == 0, from.port == port, from.ip == plan.spray?.address.ip,
+                      let i = addPair(pair, method: .manyPort) {
                 pairs[i].verified = true
+            } else if pairIndex[pair] == nil, let i = addPair(pair, method: inferMethod(from)) {
+                pairs[i].lastRequestMillis = now
+                let t = newTxid()
+                outstanding[t] = i
+                out.append(.probe(.request, txid: t, socket: socket, to: from, observed: nil))
+                probesSent += 1
             }
             if role == .initiator, case .probing = state { out += selectIfReady(now) }
         case .select:
