@@ -114,8 +114,9 @@ public enum TraversalPlanner {
         let mine = me.profile, theirProfile = other.profile
         if transport == .tcp {
             // TCP simultaneous open to the other side's reflexive address (its local port, when its
-            // NAT keeps ports), unless a NAT picks random ports per destination.
-            if !mine.isRandom && !theirProfile.isRandom {
+            // NAT keeps ports), unless a NAT picks random ports per destination, or a side's
+            // network blocks UDP (such firewalls let TCP out to a few ports only, none of these).
+            if !mine.isRandom && !theirProfile.isRandom && !udpBlocked {
                 for c in reflexive {
                     add(TraversalTarget(method: .tcpSimultaneousOpen, endpoint: c.endpoint), .tcpSimultaneousOpen, directWindowMillis)
                 }

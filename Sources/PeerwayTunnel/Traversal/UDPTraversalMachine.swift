@@ -19,8 +19,12 @@ import PeerwaySTUN
 
 /// Timers and limits of UDP traversal.
 public enum UDPTraversalLimits {
-    /// Milliseconds between two requests on one pair.
+    /// Milliseconds between two requests on one pair, once the quick first retries are done.
     public static let probeIntervalMillis: UInt64 = 200
+    /// Milliseconds before the first retry on a pair; each next gap doubles up to
+    /// `probeIntervalMillis`. Both sides start together, so the first request often reaches the
+    /// other NAT just before that side's own request opened it: a quick retry then gets through.
+    public static let firstRetryMillis: UInt64 = 25
     /// Milliseconds between two selects (initiator) while waiting for the ack.
     public static let selectIntervalMillis: UInt64 = 100
     /// Milliseconds a select may go unacknowledged before the pair is dropped and probing resumes.
@@ -74,6 +78,7 @@ public struct UDPTraversalMachine: Sendable {
         var pair: Pair
         var method: TraversalMethod
         var lastRequestMillis: UInt64?
+        var requests = 0
         var verified = false
         var isRelay = false
     }
@@ -191,8 +196,10 @@ public struct UDPTraversalMachine: Sendable {
         for i in pairs.indices {
             let p = pairs[i]
             if p.isRelay && (!relayBound || !relayActive(now)) { continue }
-            guard p.lastRequestMillis.map({ now >= $0 + UDPTraversalLimits.probeIntervalMillis }) ?? true else { continue }
+            let gap = min(UDPTraversalLimits.probeIntervalMillis, UDPTraversalLimits.firstRetryMillis << UInt64(min(max(p.requests - 1, 0), 8)))
+            guard p.lastRequestMillis.map({ now >= $0 + gap }) ?? true else { continue }
             pairs[i].lastRequestMillis = now
+            pairs[i].requests += 1
             let txid = newTxid()
             outstanding[txid] = i
             out.append(.probe(.request, txid: txid, socket: p.pair.socket, to: p.pair.remote, observed: nil))
