@@ -20,8 +20,9 @@ import Glibc
 enum TCPTraversal {
     /// Milliseconds between two connect attempts to one target.
     static let connectRetryMillis = 400
-    /// Milliseconds the relay path may take after the window (bind, hello, `use`).
-    static let relayWindowMillis = 8_000
+    /// Milliseconds the relay path may take after the window (connect, bind, hello, `use`): TCP
+    /// recovers a lost SYN only after 1, 3, 7 s, so heavy loss needs this long.
+    static let relayWindowMillis = 20_000
     /// The byte the initiator sends on the connection it picks.
     static let useByte: UInt8 = 0x55
     /// Most connections tried at once.

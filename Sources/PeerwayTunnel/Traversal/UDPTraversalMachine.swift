@@ -36,7 +36,7 @@ public enum UDPTraversalLimits {
     /// Milliseconds between two relay binds until the relay answers.
     public static let relayBindIntervalMillis: UInt64 = 250
     /// Milliseconds after the direct window for the relay path to come up; then the traversal fails.
-    public static let relayWindowMillis: UInt64 = 8_000
+    public static let relayWindowMillis: UInt64 = 10_000
     /// Most pairs one traversal probes (targets × sockets, plus learnt ones).
     public static let maximumPairs = 2_048
     /// Most outstanding request ids remembered.
