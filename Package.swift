@@ -31,6 +31,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // INDEX storage: SQLite (embedded default) and PostgreSQL.
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -104,6 +107,21 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The INDEX's storage: users, virtual networks, memberships, searchable metadata; one
+        // IndexStore interface over SQLite (GRDB) and PostgreSQL (postgres-nio).
+        .target(
+            name: "PeerwayIndex",
+            dependencies: [
+                "PeerwayCheckpoint",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(name: "CPeerwayLinux"),
         // The NAT lab: topology, nftables rules and the runner of `ip`/`nft` (Foundation only).
         .target(name: "PeerwayLab"),
@@ -119,6 +137,7 @@ let package = Package(
                 "PeerwayLab",
                 "PeerwayRelay",
                 "PeerwayTunnel",
+                "PeerwayIndex",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -167,5 +186,6 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PeerwayLabTests", dependencies: ["PeerwayLab"]),
+        .testTarget(name: "PeerwayIndexTests", dependencies: ["PeerwayIndex", "PeerwayCheckpoint"]),
     ]
 )

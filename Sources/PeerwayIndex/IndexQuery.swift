@@ -1,0 +1,207 @@
+import Foundation
+import PeerwayCheckpoint
+
+/// A metadata search over users or networks, in the CHECKPOINT's query language
+/// (`CheckpointQuery`: `key=value`, `!=`, `^=`, `<`, `<=`, `>`, `>=`, `key?`, `*`, AND/OR/NOT,
+/// parentheses), with the same semantics, limits and refusals: `CheckpointQuery` parses and
+/// validates, and its canonical form (fully parenthesised, values quoted) is read back here into a
+/// tree that translates into SQL whose every value is a bound parameter.
+public struct IndexQuery: Hashable, Sendable, CustomStringConvertible {
+    /// The validated query, whose `matches(_:)` is the reference semantics.
+    public let checkpointQuery: CheckpointQuery
+    let root: Node
+
+    public init(parsing text: String) throws(IndexError) {
+        let parsed: CheckpointQuery
+        do { parsed = try CheckpointQuery(parsing: text) } catch { throw .invalidQuery(error.description) }
+        var reader = CanonicalReader(Array(parsed.description.utf8))
+        guard let root = reader.readQuery() else {
+            throw .invalidQuery("query: cannot translate '\(parsed.description)'")
+        }
+        self.checkpointQuery = parsed
+        self.root = root
+    }
+
+    public var description: String { checkpointQuery.description }
+
+    public static func == (a: IndexQuery, b: IndexQuery) -> Bool { a.checkpointQuery == b.checkpointQuery }
+    public func hash(into hasher: inout Hasher) { hasher.combine(checkpointQuery.description) }
+
+    indirect enum Node: Hashable, Sendable {
+        case all
+        case term(key: String, test: Test)
+        case and([Node])
+        case or([Node])
+        case not(Node)
+    }
+
+    enum Test: Hashable, Sendable {
+        case equal(String)
+        case notEqual(String)
+        case prefix(String)
+        case greater(Double)
+        case greaterOrEqual(Double)
+        case less(Double)
+        case lessOrEqual(Double)
+        case present
+    }
+
+    /// The number a metadata value takes part in numeric comparisons as (the CHECKPOINT's rule:
+    /// Swift's `Double(_:)` parses all of it to a finite number), stored beside the text.
+    static func number(_ value: String) -> Double? {
+        guard let number = Double(value), number.isFinite else { return nil }
+        return number
+    }
+
+    /// Upper end of a prefix range: no metadata value (at most 128 bytes) that starts with the
+    /// prefix compares above the prefix followed by 32 of the largest code point (U+10FFFF,
+    /// the largest UTF-8 sequence), in byte order.
+    static let prefixCeiling = String(repeating: "\u{10FFFF}", count: IndexLimits.metadataValueBytes / 4)
+}
+
+/// Which metadata a search reads: tables fixed here, never taken from input.
+enum IndexEntity {
+    case users
+    case networks
+
+    var table: String { self == .users ? "users" : "networks" }
+    var metaTable: String { self == .users ? "user_meta" : "network_meta" }
+    var ownerColumn: String { self == .users ? "user_id" : "network_id" }
+}
+
+extension IndexQuery {
+    /// The WHERE predicate on `alias.id` and its arguments, in order of their `?`s.
+    func predicate(for entity: IndexEntity, alias: String) -> (sql: String, args: [SQLValue]) {
+        var args: [SQLValue] = []
+        let sql = Self.translate(root, entity: entity, alias: alias, args: &args)
+        return (sql, args)
+    }
+
+    private static func translate(_ node: Node, entity: IndexEntity, alias: String, args: inout [SQLValue]) -> String {
+        switch node {
+        case .all:
+            return "1 = 1"
+        case .term(let key, let test):
+            args.append(.text(key))
+            let condition: String
+            switch test {
+            case .present:
+                condition = ""
+            case .equal(let v):
+                args.append(.text(v)); condition = " AND value = ?"
+            case .notEqual(let v):
+                args.append(.text(v)); condition = " AND value <> ?"
+            case .prefix(let p):
+                args.append(.text(p)); args.append(.text(p + prefixCeiling))
+                condition = " AND value >= ? AND value <= ?"
+            case .greater(let n):
+                args.append(.real(n)); condition = " AND num > ?"
+            case .greaterOrEqual(let n):
+                args.append(.real(n)); condition = " AND num >= ?"
+            case .less(let n):
+                args.append(.real(n)); condition = " AND num < ?"
+            case .lessOrEqual(let n):
+                args.append(.real(n)); condition = " AND num <= ?"
+            }
+            return "\(alias).id IN (SELECT \(entity.ownerColumn) FROM \(entity.metaTable) WHERE key = ?\(condition))"
+        case .and(let operands):
+            return "(" + operands.map { translate($0, entity: entity, alias: alias, args: &args) }.joined(separator: " AND ") + ")"
+        case .or(let operands):
+            return "(" + operands.map { translate($0, entity: entity, alias: alias, args: &args) }.joined(separator: " OR ") + ")"
+        case .not(let operand):
+            return "NOT (" + translate(operand, entity: entity, alias: alias, args: &args) + ")"
+        }
+    }
+}
+
+/// Reads `CheckpointQuery.description`'s canonical form:
+/// `*` | key op "quoted" | key op number | key "?" | "(" node (" AND " node)+ ")" |
+/// "(" node (" OR " node)+ ")" | "NOT " node.
+private struct CanonicalReader {
+    let bytes: [UInt8]
+    var at = 0
+    var depth = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    mutating func readQuery() -> IndexQuery.Node? {
+        guard let node = readNode(), at == bytes.count else { return nil }
+        return node
+    }
+
+    private func peek(_ text: String) -> Bool {
+        let t = Array(text.utf8)
+        return bytes.count - at >= t.count && Array(bytes[at..<at + t.count]) == t
+    }
+
+    private mutating func eat(_ text: String) -> Bool {
+        guard peek(text) else { return false }
+        at += text.utf8.count
+        return true
+    }
+
+    private mutating func readNode() -> IndexQuery.Node? {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= 64 else { return nil }
+        if eat("*") { return .all }
+        if eat("NOT ") { return readNode().map { .not($0) } }
+        if eat("(") {
+            guard let first = readNode() else { return nil }
+            var operands = [first]
+            let isAnd = peek(" AND ")
+            let separator = isAnd ? " AND " : " OR "
+            while eat(separator) {
+                guard let next = readNode() else { return nil }
+                operands.append(next)
+            }
+            guard eat(")"), operands.count >= 2 else { return nil }
+            return isAnd ? .and(operands) : .or(operands)
+        }
+        return readTerm()
+    }
+
+    private mutating func readTerm() -> IndexQuery.Node? {
+        let start = at
+        while at < bytes.count, Self.isKeyByte(bytes[at]) { at += 1 }
+        guard at > start, let key = String(bytes: bytes[start..<at], encoding: .utf8) else { return nil }
+        if eat("?") { return .term(key: key, test: .present) }
+        if eat("!=") { return readQuoted().map { .term(key: key, test: .notEqual($0)) } }
+        if eat("^=") { return readQuoted().map { .term(key: key, test: .prefix($0)) } }
+        if eat("=") { return readQuoted().map { .term(key: key, test: .equal($0)) } }
+        if eat(">=") { return readNumber().map { .term(key: key, test: .greaterOrEqual($0)) } }
+        if eat("<=") { return readNumber().map { .term(key: key, test: .lessOrEqual($0)) } }
+        if eat(">") { return readNumber().map { .term(key: key, test: .greater($0)) } }
+        if eat("<") { return readNumber().map { .term(key: key, test: .less($0)) } }
+        return nil
+    }
+
+    private mutating func readQuoted() -> String? {
+        guard eat("\"") else { return nil }
+        var out: [UInt8] = []
+        while at < bytes.count {
+            let byte = bytes[at]
+            at += 1
+            if byte == UInt8(ascii: "\"") { return String(bytes: out, encoding: .utf8) }
+            if byte == UInt8(ascii: "\\") {
+                guard at < bytes.count else { return nil }
+                out.append(bytes[at])
+                at += 1
+            } else {
+                out.append(byte)
+            }
+        }
+        return nil
+    }
+
+    private mutating func readNumber() -> Double? {
+        let start = at
+        while at < bytes.count, !(bytes[at] == UInt8(ascii: " ") || bytes[at] == UInt8(ascii: ")")) { at += 1 }
+        guard let text = String(bytes: bytes[start..<at], encoding: .utf8), let n = Double(text), n.isFinite else { return nil }
+        return n
+    }
+
+    private static func isKeyByte(_ b: UInt8) -> Bool {
+        (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x5F || b == 0x2E || b == 0x2D
+    }
+}
