@@ -80,6 +80,8 @@ public struct UDPTraversalMachine: Sendable {
         var lastRequestMillis: UInt64?
         var requests = 0
         var verified = false
+        /// Round trip of the request that verified the pair (selects are resent at twice it).
+        var rttMillis: UInt64 = 0
         var isRelay = false
     }
 
@@ -171,7 +173,7 @@ public struct UDPTraversalMachine: Sendable {
             if now >= since + UDPTraversalLimits.selectTimeoutMillis {
                 pairs[i].verified = false
                 state = .probing
-            } else if now >= lastSent + UDPTraversalLimits.selectIntervalMillis {
+            } else if now >= lastSent + max(UDPTraversalLimits.selectIntervalMillis, 2 * pairs[i].rttMillis) {
                 state = .selecting(pair: i, txid: txid, since: since, lastSent: now)
                 out.append(.probe(.select, txid: txid, socket: pairs[i].pair.socket, to: pairs[i].pair.remote, observed: nil))
                 probesSent += 1
@@ -193,6 +195,9 @@ public struct UDPTraversalMachine: Sendable {
             lastRelayBindMillis = now
             out.append(.bindRelay(to: relay))
         }
+        // While a pair is being selected no new request goes out: its answer would reach the
+        // application of a raw tunnel after the selection.
+        if case .selecting = state { return out }
         for i in pairs.indices {
             let p = pairs[i]
             if p.isRelay && (!relayBound || !relayActive(now)) { continue }
@@ -252,6 +257,7 @@ public struct UDPTraversalMachine: Sendable {
             // is learnt and checked with a request of its own.
             if let i = outstanding[txid], pairs[i].pair == pair {
                 pairs[i].verified = true
+                pairs[i].rttMillis = now - min(now, pairs[i].lastRequestMillis ?? now)
             } else if let port = sprayTxids[txid], socket == 0, from.port == port, from.ip == plan.spray?.address.ip,
                       let i = addPair(pair, method: .manyPort) {
                 pairs[i].verified = true
