@@ -118,6 +118,41 @@ struct RelayServerTests {
         #expect(stats.udpAllocations == 1)
     } }
 
+    @Test("UDP: a burst of same-size datagrams, relayed with segmentation offload, arrives complete, in order, identical")
+    func udpBurst() async throws { try await withServer { server in
+        let relay = try #require(server.udpAddress)
+        let a = try RawUDP.open(connectedTo: relay)
+        defer { close(a) }
+        let b = try RawUDP.open(connectedTo: relay)
+        defer { close(b) }
+        let (tokenA, tokenB) = server.grant(transport: .udp)
+        for (fd, token) in [(a, tokenA), (b, tokenB)] {
+            RawUDP.send(fd, RelayMessage.bind(token))
+            #expect(try RawUDP.receive(fd) == RelayMessage.answer(token))
+        }
+        // The relay takes a burst in one recvmmsg and sends runs of same-size datagrams to one
+        // destination as one UDP_SEGMENT send; the kernel cuts them into the same datagrams. A
+        // burst may be read one datagram at a time by chance: up to five bursts until one was segmented.
+        var segmented = 0
+        for attempt in 0..<5 where segmented == 0 {
+            // 63 datagrams of 1,001 bytes and a shorter last one (only the last segment may be shorter).
+            let burst = (0..<64).map { i in
+                (0..<(i == 63 ? 500 : 1001)).map { UInt8(truncatingIfNeeded: $0 &* 3 ^ i ^ attempt) }
+            }
+            for d in burst { RawUDP.send(a, d) }
+            for (i, d) in burst.enumerated() {
+                let got = try RawUDP.receive(b)
+                #expect(got == d ? true : false, "datagram \(i) of burst \(attempt): \(got.count) bytes, expected \(d.count), identical: \(got == d)")
+            }
+            for _ in 0..<20 where segmented == 0 {
+                segmented = server.statistics().segmentedDatagrams
+                if segmented == 0 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+        }
+        #expect(segmented > 0, "no burst was relayed with segmentation offload")
+        #expect(server.statistics().sendFailures == 0)
+    } }
+
     @Test("TCP: two connections bind (one through the listener, one adopted) and are spliced: 1 MiB each way intact")
     func tcpSplice() async throws { try await withServer { server in
         let listener = try #require(server.tcpAddress)
@@ -179,6 +214,35 @@ struct RelayServerTests {
         #expect(try TCPTestSocket.read(c, count: 37, timeout: 5) == [])
         #expect(server.statistics().tcp.refused[.forged] == 1)
     } }
+}
+
+/// Raw loopback UDP sockets for bursts (NIO's test socket reads datagrams one event at a time).
+enum RawUDP {
+    static func open(connectedTo peer: STUNAddress) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var size: Int32 = 4 << 20
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var s = TCPTestSocket.sockaddrIn(peer)
+        let rc = withUnsafePointer(to: &s) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw TCPTestSocket.Failure(description: "UDP connect: errno \(errno)") }
+        return fd
+    }
+
+    static func send(_ fd: Int32, _ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// The next datagram (up to 65,536 bytes), or a failure after `timeout` seconds.
+    static func receive(_ fd: Int32, timeout: Double = 2) throws -> [UInt8] {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(timeout * 1000)) > 0 else { throw TCPTestSocket.Failure(description: "UDP receive timed out") }
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n >= 0 else { throw TCPTestSocket.Failure(description: "UDP receive: errno \(errno)") }
+        return Array(buffer[0..<n])
+    }
 }
 
 /// Blocking-with-timeout TCP helpers on raw sockets (loopback only).

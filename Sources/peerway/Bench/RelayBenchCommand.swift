@@ -32,6 +32,8 @@ struct RelayBenchCommand: AsyncParsableCommand {
     static let coturnRelayPorts: ClosedRange<UInt16> = 34_830...34_929
     /// Seconds a spawned relay gets to start answering.
     static let readyTimeout = 15.0
+    /// Starts of a relay that exits at once (its port still taken) before the bench gives up.
+    static let startAttempts = 4
     /// Longest life of the relay child (it also leaves when its parent is gone).
     static let serveLimitSeconds = 900
     static let keyVariable = "PEERWAY_BENCH_RELAY_KEY"
@@ -46,6 +48,8 @@ struct RelayBenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "CPU the relays are pinned to with taskset (-1: no pinning).") var serverCPU = 1
     @Option(name: .long, help: "CPU the sender and receiver threads are pinned to (-1: no pinning).") var generatorCPU = 0
     @Flag(name: .long, help: "One JSON object per relay and size on stdout.") var json = false
+    @Flag(name: .customLong("no-gso"), help: "Our relay without segmentation offload (UDP_SEGMENT): every datagram through sendmmsg.")
+    var noGSO = false
     @Option(name: .customLong("serve"), help: ArgumentHelp("Run our relay on 127.0.0.1:PORT (the bench's child).", visibility: .private))
     var serve: UInt16?
 
@@ -71,15 +75,27 @@ struct RelayBenchCommand: AsyncParsableCommand {
         var processes: [String: Process] = [:]
         defer {
             // coturn does not always stop on SIGTERM while busy: kill what we started.
+            // Under `timeout`, the relay is its child: kill it first, then `timeout` itself.
             for p in processes.values where p.isRunning {
+                let relay = Self.relayProcess(p.processIdentifier)
+                if relay != p.processIdentifier { kill(relay, SIGKILL) }
                 kill(p.processIdentifier, SIGKILL)
                 p.waitUntilExit()
             }
         }
         let minter = RelayTokenMinter(key: key)
         for relay in relayList {
-            processes[relay] = try spawn(relay, key: key)
-            try waitUntilReady(relay, minter: minter, process: processes[relay]!)
+            // A relay left over by a bench that was just killed may hold the port a moment longer.
+            for attempt in 1...Self.startAttempts {
+                let process = try spawn(relay, key: key)
+                processes[relay] = process
+                do {
+                    try waitUntilReady(relay, minter: minter, process: process)
+                    break
+                } catch RelayBenchError.exited where attempt < Self.startAttempts {
+                    try await Task.sleep(for: .milliseconds(500))
+                }
+            }
         }
         var load = RelayBenchLoad()
         load.duration = duration
@@ -116,16 +132,18 @@ struct RelayBenchCommand: AsyncParsableCommand {
         }
         say("")
         let pinning = serverCPU >= 0 ? "relays on CPU \(serverCPU), sender and receiver on CPU \(generatorCPU)" : "no pinning"
-        say("relay     payload      pkt/s       MB/s  added B/pkt   sent/s    loss%  relay CPU%  corrupted   (median of \(rounds) round(s), \(duration) s each, \(pinning))")
+        say("relay     payload      pkt/s       MB/s  added B/pkt   sent/s    loss%  relay CPU%  pkt/CPU-s  corrupted   (median of \(rounds) round(s), \(duration) s each, \(pinning))")
         for m in medians {
-            say(String(format: "%-8@ %6d B %10.0f %10.1f %12d %8.0f %8.1f %11.0f %10d", m.relay as NSString, m.payloadBytes,
+            say(String(format: "%-8@ %6d B %10.0f %10.1f %12d %8.0f %8.1f %11.0f %10.0f %10d", m.relay as NSString, m.payloadBytes,
                        m.packetsPerSecond, m.bytesPerSecond / 1e6, m.addedBytesPerPacket,
-                       Double(m.sent) / duration, m.lossPercent, m.relayCPUPercent, m.corrupted))
+                       Double(m.sent) / duration, m.lossPercent, m.relayCPUPercent, m.packetsPerRelayCPUSecond, m.corrupted))
         }
         for size in payloadSizes {
             if let ours = medians.first(where: { $0.relay == "peerway" && $0.payloadBytes == size }),
                let theirs = medians.first(where: { $0.relay == "coturn" && $0.payloadBytes == size }), theirs.packetsPerSecond > 0 {
-                say(String(format: "ratio peerway/coturn at %d B: %.2fx throughput", size, ours.packetsPerSecond / theirs.packetsPerSecond))
+                say(String(format: "ratio peerway/coturn at %d B: %.2fx throughput, %.2fx datagrams per relay CPU second", size,
+                           ours.packetsPerSecond / theirs.packetsPerSecond,
+                           theirs.packetsPerRelayCPUSecond > 0 ? ours.packetsPerRelayCPUSecond / theirs.packetsPerRelayCPUSecond : 0))
             }
         }
     }
@@ -136,7 +154,7 @@ struct RelayBenchCommand: AsyncParsableCommand {
         let process = Process()
         if relay == "peerway" {
             process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-            process.arguments = ["bench", "relay", "--serve", "\(Self.peerwayPort)"]
+            process.arguments = ["bench", "relay", "--serve", "\(Self.peerwayPort)"] + (noGSO ? ["--no-gso"] : [])
             var environment = ProcessInfo.processInfo.environment
             environment[Self.keyVariable] = key.withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
             process.environment = environment
@@ -184,7 +202,7 @@ struct RelayBenchCommand: AsyncParsableCommand {
     private func waitUntilReady(_ relay: String, minter: RelayTokenMinter, process: Process) throws {
         let deadline = Date().addingTimeInterval(Self.readyTimeout)
         while Date() < deadline {
-            guard process.isRunning else { throw RelayBenchError.relay("\(relay) exited at start (status \(process.terminationStatus))") }
+            guard process.isRunning else { throw RelayBenchError.exited(relay, process.terminationStatus) }
             if relay == "peerway" {
                 let fd = try BenchUDP.open(connectedTo: STUNAddress(ip: .v4(0x7F00_0001), port: Self.peerwayPort))
                 defer { close(fd) }
@@ -264,7 +282,8 @@ struct RelayBenchCommand: AsyncParsableCommand {
             index = next
         }
         let parent = getppid()
-        let server = RelayServer(configuration: .init(udp: STUNAddress(ip: .v4(0x7F00_0001), port: port), key: SymmetricKey(data: bytes)),
+        let server = RelayServer(configuration: .init(udp: STUNAddress(ip: .v4(0x7F00_0001), port: port), key: SymmetricKey(data: bytes),
+                                                      segmentationOffload: !noGSO),
                                  logger: Logger(label: "peerway.bench.relay"))
         try server.start()
         for _ in 0..<(Self.serveLimitSeconds * 5) where getppid() == parent {

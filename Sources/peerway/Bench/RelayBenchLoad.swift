@@ -35,8 +35,12 @@ struct RelayBenchResult: Codable {
     /// Payload bytes per second arriving at the receiver.
     var bytesPerSecond = 0.0
     var lossPercent = 0.0
-    /// The relay process's CPU over the send window (100 = one core).
+    /// The relay process's CPU over the send window (100 = one core; user and system time of
+    /// its threads, not the softirq time the kernel spends delivering its datagrams).
     var relayCPUPercent = 0.0
+    /// Datagrams relayed per second of the relay's CPU: its efficiency, whatever else the
+    /// machine runs.
+    var packetsPerRelayCPUSecond = 0.0
     /// Datagrams the kernel dropped at the relay's socket (its receive queue was full) and at the
     /// receiver's, from /proc/net/udp: where the loss happened.
     var droppedAtRelay = 0
@@ -73,11 +77,13 @@ struct RelayBenchLoad {
 enum RelayBenchError: Error, CustomStringConvertible {
     case socket(String, Int32)
     case relay(String)
+    case exited(String, Int32)
 
     var description: String {
         switch self {
         case .socket(let what, let e): return "relay bench: \(what) failed: \(String(cString: strerror(e)))"
         case .relay(let s): return "relay bench: \(s)"
+        case .exited(let relay, let status): return "relay bench: \(relay) exited at start (status \(status))"
         }
     }
 }
@@ -251,7 +257,11 @@ func runRelayLoad(_ load: RelayBenchLoad, relay: String, sender: Int32, receiver
     result.packetsPerSecond = Double(r.atEnd - r.atWarm) / result.seconds
     result.bytesPerSecond = result.packetsPerSecond * Double(payloadBytes)
     result.lossPercent = sentCount > 0 ? 100 * Double(max(0, sentCount - r.total)) / Double(sentCount) : 0
-    if let a = cpuBefore, let b = cpuAfter { result.relayCPUPercent = 100 * (b - a) / duration }
+    if let a = cpuBefore, let b = cpuAfter {
+        result.relayCPUPercent = 100 * (b - a) / duration
+        // Datagrams received over the whole send window (not only the steady part), per CPU second.
+        if b > a { result.packetsPerRelayCPUSecond = Double(r.atEnd) / (b - a) }
+    }
     result.droppedAtRelay = (udpDrops(port: relayPort) ?? 0) - dropsBefore.0
     result.droppedAtReceiver = (udpDrops(port: receiverPort) ?? 0) - dropsBefore.1
     return result
