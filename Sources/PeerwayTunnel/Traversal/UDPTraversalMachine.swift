@@ -241,6 +241,9 @@ public struct UDPTraversalMachine: Sendable {
         let pair = Pair(socket: socket, remote: from)
         switch kind {
         case .request:
+            // The initiator selecting this pair answers no request on it: the select is already on
+            // its way, and an answer arriving after it would reach a raw tunnel's application.
+            if case .selecting(let i, _, _, _) = state, pairs[i].pair == pair { break }
             out.append(.probe(.response, txid: txid, socket: socket, to: from, observed: from))
             probesSent += 1
             if pairIndex[pair] == nil, let i = addPair(pair, method: inferMethod(from)) {
