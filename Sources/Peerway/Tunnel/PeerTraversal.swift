@@ -26,8 +26,11 @@ public struct TunnelOptions: Sendable {
         self.directPaths = directPaths
     }
 
-    /// Default `planTimeout`: longer than the HANDSHAKE waits for the other side's offer.
-    public static let defaultPlanTimeout: TimeAmount = .seconds(15)
+    /// Default `planTimeout`: longer than the HANDSHAKE waits for the other side's offer (whose
+    /// offer may itself have needed a retry on a lossy path).
+    public static let defaultPlanTimeout: TimeAmount = .seconds(25)
+    /// Times a traversal offer is sent (each waits the peer's request timeout) before giving up.
+    public static let offerAttempts = 3
     /// How long a traversal waits for the NAT measurement started with the peer.
     public static let natProfileWait: TimeAmount = .seconds(8)
 }
@@ -119,7 +122,16 @@ extension Peer {
         let offer = TraversalOffer(initiator: initiator, acceptor: acceptor, requestID: requestID, transport: transport, role: role,
                                    candidates: Array(candidates.prefix(ControlLimits.maximumTraversalCandidates)),
                                    profile: profile, keyShare: share.bytes, rawTunnel: !options.encrypted)
-        _ = try await run("traversal offer") { $0.offerTraversal(offer, now: $1) }
+        // The HANDSHAKE takes a repeated offer as the same one: on a very lossy path, try again
+        // rather than give up after one request's timeout.
+        for attempt in 1...TunnelOptions.offerAttempts {
+            do {
+                _ = try await run("traversal offer") { $0.offerTraversal(offer, now: $1) }
+                break
+            } catch .timedOut(let what) where attempt < TunnelOptions.offerAttempts {
+                _ = what
+            }
+        }
         let key = TraversalRegistry.Key(initiator: initiator, acceptor: acceptor, requestID: requestID)
         guard var plan = await driver.traversals.wait(for: key, timeout: options.planTimeout) else {
             throw .timedOut("the HANDSHAKE's traversal plan")

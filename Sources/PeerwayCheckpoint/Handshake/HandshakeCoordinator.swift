@@ -13,7 +13,7 @@ public protocol RelayGranting: Sendable {
 public enum HandshakeLimits {
     /// Milliseconds the HANDSHAKE waits for the second offer after the first; then the side
     /// that offered is pushed a failed plan.
-    public static let offerTimeoutMillis: UInt64 = 10_000
+    public static let offerTimeoutMillis: UInt64 = 20_000
     /// Milliseconds a planned traversal is remembered (retransmitted offers are answered `ok`).
     public static let plannedMemoryMillis: UInt64 = 30_000
     /// Seconds a relay allocation granted for a tunnel may live.

@@ -53,6 +53,12 @@ struct LabMatrixCommand: AsyncParsableCommand {
     @Option(name: .customLong("tunnel-timeout"), help: ArgumentHelp("Seconds from connect to the tunnel event.", valueName: "s"))
     var tunnelTimeout: Int = 30
 
+    @Option(name: .customLong("echo-bytes"), help: ArgumentHelp("Bytes echoed through each tunnel (smaller under heavy loss, where TCP crawls).", valueName: "n"))
+    var echoBytes: Int = LabMatrix.echoBytes
+
+    @Option(name: .customLong("echo-timeout"), help: ArgumentHelp("Seconds the echo may take.", valueName: "s"))
+    var echoTimeout: Int = 20
+
     @Option(name: .customLong("aioice-timeout"), help: ArgumentHelp("Seconds aioice's connect() may take.", valueName: "s"))
     var aioiceTimeout: Int = 10
 
@@ -72,7 +78,8 @@ struct LabMatrixCommand: AsyncParsableCommand {
         guard (1...100).contains(tries) else { throw ValidationError("--tries \(tries): between 1 and 100") }
         guard LabLimits.delayRange.contains(delay) else { throw ValidationError("--delay \(delay): milliseconds in \(LabLimits.delayRange)") }
         guard LabLimits.lossRange.contains(loss) else { throw ValidationError("--loss \(loss): a percentage in \(LabLimits.lossRange)") }
-        guard timeLimit > 0, tunnelTimeout > 0, aioiceTimeout > 0 else { throw ValidationError("time limits must be positive") }
+        guard timeLimit > 0, tunnelTimeout > 0, aioiceTimeout > 0, echoTimeout > 0 else { throw ValidationError("time limits must be positive") }
+        guard (1...(1 << 30)).contains(echoBytes) else { throw ValidationError("--echo-bytes must be 1 to 2^30") }
     }
 
     func run() async throws {
@@ -89,8 +96,8 @@ struct LabMatrixCommand: AsyncParsableCommand {
         let options = LabMatrixRun.Options(
             pairs: selected, transports: transport == "both" ? [.udp, .tcp] : [LabMatrixTransport(rawValue: transport)!],
             tries: tries, delay: delay, loss: loss, aioice: !noAioice, aioiceScript: aioiceScript, dryRun: dryRun,
-            timeLimit: TimeInterval(timeLimit), trialTimeouts: .init(tunnel: TimeInterval(tunnelTimeout)),
-            aioiceTimeout: TimeInterval(aioiceTimeout), keepLogs: keepLogs)
+            timeLimit: TimeInterval(timeLimit), trialTimeouts: .init(tunnel: TimeInterval(tunnelTimeout), echo: TimeInterval(echoTimeout)),
+            echoBytes: echoBytes, aioiceTimeout: TimeInterval(aioiceTimeout), keepLogs: keepLogs)
         let signals = LabCommand.downOnSignal("matrix")
         defer { signals.forEach { $0.cancel() } }
         let report: LabMatrixRun.Report

@@ -19,6 +19,8 @@ struct LabMatrixRun {
         var dryRun: Bool
         var timeLimit: TimeInterval
         var trialTimeouts: LabMatrixTrial.Timeouts
+        /// Bytes echoed through each tunnel.
+        var echoBytes: Int = LabMatrix.echoBytes
         var aioiceTimeout: TimeInterval
         var keepLogs: Bool
     }
@@ -187,7 +189,7 @@ struct LabMatrixRun {
                         continue
                     }
                     tunnels.append(LabMatrixTrial.run(initiator: initiator, acceptor: acceptor, acceptorID: acceptorID, initiatorID: initiatorID,
-                                                      transport: transport, timeouts: options.trialTimeouts))
+                                                      transport: transport, bytes: options.echoBytes, timeouts: options.trialTimeouts))
                     Thread.sleep(forTimeInterval: Self.pauseBetweenTries)
                 }
             }
