@@ -341,8 +341,10 @@ final class RelayTCPWorker: @unchecked Sendable {
         }
     }
 
-    /// Writes what is queued for `c`; passes on a pending FIN once all is written.
+    /// Writes what is queued for `c`; passes on a pending FIN once all is written. Statistics are
+    /// published first, so a peer that got the bytes sees figures that count them.
     private func flush(_ c: Connection) {
+        if c.hasOutbound { publish() }
         while c.hasOutbound {
             let n = c.outbound.withUnsafeBytes { raw in
                 send(c.fd, raw.baseAddress! + c.outboundOffset, raw.count - c.outboundOffset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
@@ -373,6 +375,7 @@ final class RelayTCPWorker: @unchecked Sendable {
     private func drop(_ c: Connection) {
         guard connections.removeValue(forKey: c.id) != nil else { return }
         if c.bound { table.close(c.id) }
+        publish()  // before the peer can see the close
         close(c.fd)
         c.partner = nil
     }

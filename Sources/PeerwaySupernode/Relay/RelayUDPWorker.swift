@@ -203,6 +203,8 @@ final class RelayUDPWorker: @unchecked Sendable {
                         targets[out] = destination
                         out += 1
                     }
+                    // Published before the datagrams leave, so whoever receives one sees figures that count it.
+                    publish()
                     if out > 0 { send(out) }
                     if got < batch { break }
                 }

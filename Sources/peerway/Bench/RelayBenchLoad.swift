@@ -176,8 +176,9 @@ private final class Joined<T>: @unchecked Sendable {
     func wait() -> T { done.wait(); return value! }
 }
 
-/// Sends `datagram` from `sender` and counts what arrives at `receiver` (datagrams of exactly
-/// `payloadBytes`), as described at the top of this file. `relayPID` is sampled for CPU.
+/// Sends `datagram` from `sender` and counts what arrives at `receiver` (datagrams that are exactly
+/// `payload`), as described at the top of this file. `relayPID` is sampled for CPU, and the drop
+/// counters of the sockets on `relayPort` and of the receiver are read before and after.
 func runRelayLoad(_ load: RelayBenchLoad, relay: String, sender: Int32, receiver: Int32, datagram: [UInt8],
                   payload: [UInt8], relayPID: Int32?, relayPort: UInt16) -> RelayBenchResult {
     let receiverPort = BenchUDP.localAddress(receiver).port
