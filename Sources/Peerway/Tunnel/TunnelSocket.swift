@@ -80,28 +80,29 @@ struct TunnelSocket: Sendable {
 
     /// A non-blocking UDP socket bound to `local` (port 0: any).
     static func udp(bound local: STUNAddress) throws(Failure) -> TunnelSocket {
-        let fd = socket(local.family == .ipv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        try check(fd, "socket(UDP)")
-        let s = TunnelSocket(fd: fd)
-        do {
-            try s.bind(local)
-        } catch {
-            s.close()
-            throw error
-        }
-        return s
+        try make(SOCK_DGRAM, "UDP", bound: local) { _ in }
     }
 
     /// A non-blocking TCP socket with SO_REUSEADDR and SO_REUSEPORT (for simultaneous open and
     /// listening on the same local port), bound to `local`.
     static func tcp(bound local: STUNAddress) throws(Failure) -> TunnelSocket {
-        let fd = socket(local.family == .ipv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        try check(fd, "socket(TCP)")
+        try make(SOCK_STREAM, "TCP", bound: local) { fd in
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    /// A non-blocking socket of `type`, configured before it is bound to `local`; closed again
+    /// when the bind fails.
+    private static func make(_ type: __socket_type, _ name: String, bound local: STUNAddress,
+                             configure: (Int32) -> Void) throws(Failure) -> TunnelSocket {
+        let flags = Int32(type.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = socket(local.family == .ipv4 ? AF_INET : AF_INET6, flags, 0)
+        try check(fd, "socket(\(name))")
         let s = TunnelSocket(fd: fd)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        configure(fd)
         do {
             try s.bind(local)
         } catch {
