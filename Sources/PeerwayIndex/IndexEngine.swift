@@ -426,18 +426,98 @@ struct IndexEngine: Sendable {
     }
 
     /// Ids of `entity` after `after` matching `query` (every one when nil), at most `limit`, and
-    /// whether more follow.
+    /// whether more follow. The plan (see `plan`) picks how candidates are found; the whole query
+    /// is then checked on each candidate by primary-key lookups of its metadata rows.
     func ids(_ db: any SQLConnection, entity: IndexEntity, query: IndexQuery?, after: Int64, limit: Int) throws -> ([Int64], Bool) {
-        var sql = "SELECT e.id FROM \(entity.table) e WHERE e.id > ?"
-        var args: [SQLValue] = [.integer(after)]
+        var args: [SQLValue] = []
+        var sql: String
         if let query {
-            let predicate = query.predicate(for: entity, alias: "e")
-            sql += " AND " + predicate.sql
-            args += predicate.args
+            switch try plan(db, entity: entity, query: query) {
+            case .none:
+                return ([], false)
+            case .collect(let driver, let driverArgs):
+                let predicate = query.predicate(for: entity, id: "e.id")
+                sql = "SELECT e.id FROM \(entity.table) e WHERE e.id > ? AND e.id IN (\(driver)) AND \(predicate.sql) ORDER BY e.id LIMIT ?"
+                args = [.integer(after)] + driverArgs + predicate.args
+            case .walk(let key, let value):
+                let predicate = query.predicate(for: entity, id: "w.\(entity.ownerColumn)")
+                sql = """
+                    SELECT w.\(entity.ownerColumn) FROM \(entity.metaTable) w
+                    WHERE w.key = ? AND w.value = ? AND w.\(entity.ownerColumn) > ? AND \(predicate.sql)
+                    ORDER BY w.\(entity.ownerColumn) LIMIT ?
+                    """
+                args = [.text(key), .text(value), .integer(after)] + predicate.args
+            case .scan:
+                let predicate = query.predicate(for: entity, id: "e.id")
+                sql = "SELECT e.id FROM \(entity.table) e WHERE e.id > ? AND \(predicate.sql) ORDER BY e.id LIMIT ?"
+                args = [.integer(after)] + predicate.args
+            }
+        } else {
+            sql = "SELECT e.id FROM \(entity.table) e WHERE e.id > ? ORDER BY e.id LIMIT ?"
+            args = [.integer(after)]
         }
-        sql += " ORDER BY e.id LIMIT ?"
         args.append(.integer(Int64(limit + 1)))
         let ids = try db.rows(sql, args).compactMap { $0[0].int64 }
         return (Array(ids.prefix(limit)), ids.count > limit)
+    }
+
+    /// How a search finds its candidates.
+    enum SearchPlan {
+        /// A required term has no match at all.
+        case none
+        /// Few candidates (under `IndexQuery.collectLimit`): collect them by index, then sort.
+        case collect(String, [SQLValue])
+        /// Many: walk the (key, value) index of a required equality term, in id order.
+        case walk(key: String, value: String)
+        /// Many, and no equality to walk: walk the entities in id order.
+        case scan
+    }
+
+    /// Counts each required term's candidates (up to `IndexQuery.collectLimit`) through its index:
+    /// the fewest decide, as in the CHECKPOINT's index. An OR of selective branches is collected
+    /// as the union of each branch's best term.
+    func plan(_ db: any SQLConnection, entity: IndexEntity, query: IndexQuery) throws -> SearchPlan {
+        let cap = IndexQuery.collectLimit
+        func best(_ node: IndexQuery.Node) throws -> (anchor: IndexQuery.Anchor, count: Int)? {
+            var found: (IndexQuery.Anchor, Int)?
+            for anchor in IndexQuery.anchors(node) {
+                var args: [SQLValue] = [.text(anchor.key)]
+                let condition = IndexQuery.condition(anchor.test, args: &args)
+                args.append(.integer(Int64(cap)))
+                let count = Int(try db.int("SELECT count(*) FROM (SELECT 1 FROM \(entity.metaTable) WHERE key = ?\(condition) LIMIT ?) AS c", args))
+                if found == nil || count < found!.1 { found = (anchor, count) }
+                if count == 0 { break }
+            }
+            return found
+        }
+        func driver(_ anchor: IndexQuery.Anchor) -> (String, [SQLValue]) {
+            var args: [SQLValue] = [.text(anchor.key)]
+            let condition = IndexQuery.condition(anchor.test, args: &args)
+            return ("SELECT \(entity.ownerColumn) FROM \(entity.metaTable) WHERE key = ?\(condition)", args)
+        }
+
+        if let (anchor, count) = try best(query.root) {
+            if count == 0 { return .none }
+            if count < cap { let (sql, args) = driver(anchor); return .collect(sql, args) }
+        } else if case .or(let branches) = query.root {
+            var parts: [String] = []
+            var args: [SQLValue] = []
+            var total = 0
+            for branch in branches {
+                guard let (anchor, count) = try best(branch) else { total = cap; break }
+                total += count
+                if total >= cap { break }
+                if count == 0 { continue }
+                let (sql, branchArgs) = driver(anchor)
+                parts.append(sql)
+                args += branchArgs
+            }
+            if total < cap { return parts.isEmpty ? .none : .collect(parts.joined(separator: " UNION "), args) }
+        }
+        // Many candidates: walk an equality term's index in id order when there is one.
+        for anchor in IndexQuery.anchors(query.root) {
+            if case .equal(let value) = anchor.test { return .walk(key: anchor.key, value: value) }
+        }
+        return .scan
     }
 }

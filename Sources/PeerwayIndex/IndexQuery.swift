@@ -70,46 +70,73 @@ enum IndexEntity {
 }
 
 extension IndexQuery {
-    /// The WHERE predicate on `alias.id` and its arguments, in order of their `?`s.
-    func predicate(for entity: IndexEntity, alias: String) -> (sql: String, args: [SQLValue]) {
+    /// Anchored subtrees estimated at this many candidates or more are found by walking ids in
+    /// order rather than by collecting their candidates: counts stop here.
+    static let collectLimit = 2_000
+
+    /// The WHERE predicate on `<idExpression>`: every term an indexed lookup of the entity's own
+    /// metadata row (the primary key (owner, key)), arguments in order of their `?`s.
+    func predicate(for entity: IndexEntity, id idExpression: String) -> (sql: String, args: [SQLValue]) {
         var args: [SQLValue] = []
-        let sql = Self.translate(root, entity: entity, alias: alias, args: &args)
+        let sql = Self.exists(root, entity: entity, id: idExpression, args: &args)
         return (sql, args)
     }
 
-    private static func translate(_ node: Node, entity: IndexEntity, alias: String, args: inout [SQLValue]) -> String {
+    /// The condition on a metadata row's `value`/`num` for a test, and its arguments.
+    static func condition(_ test: Test, args: inout [SQLValue]) -> String {
+        switch test {
+        case .present:
+            return ""
+        case .equal(let v):
+            args.append(.text(v)); return " AND value = ?"
+        case .notEqual(let v):
+            args.append(.text(v)); return " AND value <> ?"
+        case .prefix(let p):
+            args.append(.text(p)); args.append(.text(p + prefixCeiling))
+            return " AND value >= ? AND value <= ?"
+        case .greater(let n):
+            args.append(.real(n)); return " AND num > ?"
+        case .greaterOrEqual(let n):
+            args.append(.real(n)); return " AND num >= ?"
+        case .less(let n):
+            args.append(.real(n)); return " AND num < ?"
+        case .lessOrEqual(let n):
+            args.append(.real(n)); return " AND num <= ?"
+        }
+    }
+
+    private static func exists(_ node: Node, entity: IndexEntity, id: String, args: inout [SQLValue]) -> String {
         switch node {
         case .all:
             return "1 = 1"
         case .term(let key, let test):
             args.append(.text(key))
-            let condition: String
-            switch test {
-            case .present:
-                condition = ""
-            case .equal(let v):
-                args.append(.text(v)); condition = " AND value = ?"
-            case .notEqual(let v):
-                args.append(.text(v)); condition = " AND value <> ?"
-            case .prefix(let p):
-                args.append(.text(p)); args.append(.text(p + prefixCeiling))
-                condition = " AND value >= ? AND value <= ?"
-            case .greater(let n):
-                args.append(.real(n)); condition = " AND num > ?"
-            case .greaterOrEqual(let n):
-                args.append(.real(n)); condition = " AND num >= ?"
-            case .less(let n):
-                args.append(.real(n)); condition = " AND num < ?"
-            case .lessOrEqual(let n):
-                args.append(.real(n)); condition = " AND num <= ?"
-            }
-            return "\(alias).id IN (SELECT \(entity.ownerColumn) FROM \(entity.metaTable) WHERE key = ?\(condition))"
+            let condition = condition(test, args: &args)
+            return "EXISTS (SELECT 1 FROM \(entity.metaTable) m WHERE m.\(entity.ownerColumn) = \(id) AND m.key = ?\(condition))"
         case .and(let operands):
-            return "(" + operands.map { translate($0, entity: entity, alias: alias, args: &args) }.joined(separator: " AND ") + ")"
+            return "(" + operands.map { exists($0, entity: entity, id: id, args: &args) }.joined(separator: " AND ") + ")"
         case .or(let operands):
-            return "(" + operands.map { translate($0, entity: entity, alias: alias, args: &args) }.joined(separator: " OR ") + ")"
+            return "(" + operands.map { exists($0, entity: entity, id: id, args: &args) }.joined(separator: " OR ") + ")"
         case .not(let operand):
-            return "NOT (" + translate(operand, entity: entity, alias: alias, args: &args) + ")"
+            return "NOT (" + exists(operand, entity: entity, id: id, args: &args) + ")"
+        }
+    }
+
+    /// A term every match satisfies, found through the (key, value) or (key, num) index.
+    struct Anchor {
+        let key: String
+        let test: Test
+    }
+
+    /// The terms an AND (or a lone term) requires, each of which alone yields a superset of the matches.
+    static func anchors(_ node: Node) -> [Anchor] {
+        switch node {
+        case .term(let key, let test): return [Anchor(key: key, test: test)]
+        case .and(let operands): return operands.flatMap { operand -> [Anchor] in
+            if case .term = operand { return anchors(operand) }
+            return []
+        }
+        default: return []
         }
     }
 }

@@ -145,16 +145,23 @@ struct GRDBConnection: SQLConnection {
     }
 
     @discardableResult
+    /// The engine's fixed statements are prepared once per connection and kept; searches (whose
+    /// text varies with the query's shape, "EXISTS" in every one) are prepared each time, so that
+    /// the cache stays bounded.
+    private func statement(_ sql: String) throws -> Statement {
+        sql.contains("EXISTS") ? try db.makeStatement(sql: sql) : try db.cachedStatement(sql: sql)
+    }
+
     func execute(_ sql: String, _ args: [SQLValue]) throws -> Int {
         try mapped {
-            try db.execute(sql: sql, arguments: Self.arguments(args))
+            try statement(sql).execute(arguments: Self.arguments(args))
             return db.changesCount
         }
     }
 
     func rows(_ sql: String, _ args: [SQLValue]) throws -> [[SQLValue]] {
         try mapped {
-            try Row.fetchAll(db, sql: sql, arguments: Self.arguments(args)).map { row in
+            try Row.fetchAll(statement(sql), arguments: Self.arguments(args)).map { row in
                 row.databaseValues.map { value -> SQLValue in
                     switch value.storage {
                     case .null: return .null

@@ -156,7 +156,7 @@ struct LoginLimiterTests {
 struct IndexQueryTests {
     @Test func translationBindsEveryValue() throws {
         let query = try IndexQuery(parsing: "name=\"x'; DROP TABLE users; --\" AND age>30 AND NOT city^=par")
-        let (sql, args) = query.predicate(for: .users, alias: "e")
+        let (sql, args) = query.predicate(for: .users, id: "e.id")
         #expect(!sql.contains("DROP"))
         #expect(!sql.contains("'"))
         #expect(sql.filter { $0 == "?" }.count == args.count)
