@@ -12,8 +12,9 @@ import Glibc
  direct window ends: crossing SYNs make a TCP simultaneous open through two NATs that keep their
  mappings, a LAN peer simply accepts. Each connection that comes up carries the stream hello both
  ways; the initiator picks the first whose hello verified by sending the one-byte `use` on it; the
- acceptor takes the connection that `use` arrives on. After the window: both sides bind to the
- relay's TCP port, then hello and `use` through the splice.
+ acceptor takes the connection that `use` arrives on and answers `useAck`, on which the initiator
+ takes it too. After the window: both sides bind to the relay's TCP port, then hello, `use` and
+ `useAck` through the splice.
 */
 
 /// The TCP side of traversal: direct connections, then the relay.
@@ -25,6 +26,12 @@ enum TCPTraversal {
     static let relayWindowMillis = 20_000
     /// The byte the initiator sends on the connection it picks.
     static let useByte: UInt8 = 0x55
+    /// The acceptor's answer to `use`: only then does the initiator take the connection (a `use`
+    /// that arrived after the acceptor gave up would leave the two sides on different paths).
+    static let useAckByte: UInt8 = 0x56
+    /// Milliseconds past the direct window that a picked or verified connection may still take to
+    /// exchange `use` and its answer (TCP resends a lost segment after 200 ms to seconds).
+    static let useGraceMillis = 8_000
     /// Most connections tried at once.
     static let maximumConnections = 64
 
@@ -102,10 +109,11 @@ enum TCPTraversal {
         var attempts: [Attempt] = []
         let hello = TunnelStreamHello.make(keys: keys)
         var chosen: Int?
+        var picked: Int32?  // the initiator's `use` went out on this connection
         defer {
             for (i, a) in attempts.enumerated() where i != chosen { a.socket.close() }
         }
-        while millis() < deadline {
+        while millis() < deadline || ((picked != nil || attempts.contains(where: \.verified)) && millis() < deadline + useGraceMillis) {
             let now = millis()
             for (remote, method) in targets where !attempts.contains(where: { $0.remote == remote && $0.connected }) {
                 guard now - (lastTry[remote] ?? -connectRetryMillis) >= connectRetryMillis, attempts.count < maximumConnections else { continue }
@@ -167,9 +175,11 @@ enum TCPTraversal {
                     }
                 }
                 if attempts[i].verified {
+                    let next = a.received.count > TunnelLimits.helloBytes ? a.received[TunnelLimits.helloBytes] : nil
                     if role == .initiator {
-                        if writeAll(attempts[i].socket, [useByte]) { chosen = i }
-                    } else if a.received.count > TunnelLimits.helloBytes, a.received[TunnelLimits.helloBytes] == useByte {
+                        if picked == nil, writeAll(attempts[i].socket, [useByte]) { picked = attempts[i].socket.fd }
+                        if picked == attempts[i].socket.fd, next == useAckByte { chosen = i }
+                    } else if next == useByte, writeAll(attempts[i].socket, [useAckByte]) {
                         chosen = i
                     }
                 }
@@ -213,7 +223,7 @@ enum TCPTraversal {
                 stage = 1
                 continue
             }
-            let limit = stage == 1 ? answerBytes : TunnelLimits.helloBytes + (role == .acceptor ? 1 : 0)
+            let limit = stage == 1 ? answerBytes : TunnelLimits.helloBytes + 1
             guard drain(socket, into: &received, limit: limit) else {
                 return fail(stage == 1 ? "the relay closed the connection: the token was refused or expired" : "the relay connection closed")
             }
@@ -230,13 +240,17 @@ enum TCPTraversal {
                 }
                 if role == .initiator {
                     guard writeAll(socket, [useByte]) else { return fail("cannot send use") }
-                    socket.makeBlocking()
-                    return .success(socket)
                 }
                 stage = 3
             }
             if stage == 3, received.count > TunnelLimits.helloBytes {
-                guard received[TunnelLimits.helloBytes] == useByte else { return fail("unexpected byte instead of use") }
+                let next = received[TunnelLimits.helloBytes]
+                if role == .initiator {
+                    guard next == useAckByte else { return fail("unexpected byte instead of use's answer") }
+                } else {
+                    guard next == useByte else { return fail("unexpected byte instead of use") }
+                    guard writeAll(socket, [useAckByte]) else { return fail("cannot answer use") }
+                }
                 socket.makeBlocking()
                 return .success(socket)
             }
