@@ -156,20 +156,47 @@ struct IndexEngine: Sendable {
         return user
     }
 
-    /// Inserts a user without reading it back (bulk import); false when the name is taken.
-    func importUser(_ db: any SQLConnection, name: String, record: PasswordRecord, metadata: PeerMetadata) throws -> Bool {
-        if try db.row("SELECT id FROM users WHERE name = ?", [.text(name)]) != nil { return false }
-        let ms = now().milliseconds
-        guard let id = try db.row("INSERT INTO users (name, password, created_ms, updated_ms) VALUES (?, ?, ?, ?) RETURNING id",
-                                  [.text(name), .text(record.description), .integer(ms), .integer(ms)])?[0].int64 else {
-            throw IndexError.storage("insert returned no id")
+    /// Inserts users without reading them back (bulk import), in a few multi-row statements;
+    /// throws `.usernameTaken` for the first name already there (or repeated in the batch).
+    func importUsers(_ db: any SQLConnection, _ batch: [(String, PasswordRecord, PeerMetadata)]) throws {
+        guard !batch.isEmpty else { return }
+        var seen = Set<String>()
+        for (name, _, _) in batch where !seen.insert(name).inserted { throw IndexError.usernameTaken(name) }
+        let names = batch.map { SQLValue.text($0.0) }
+        if let taken = try db.row("SELECT name FROM users WHERE name IN (\(placeholders(names.count))) LIMIT 1", names)?[0].string {
+            throw IndexError.usernameTaken(taken)
         }
-        for entry in metadata {
-            let number = IndexQuery.number(entry.value).map(SQLValue.real) ?? .null
-            try db.execute("INSERT INTO user_meta (user_id, key, value, num) VALUES (?, ?, ?, ?)",
-                           [.integer(id), .text(entry.key), .text(entry.value), number])
+        let ms = SQLValue.integer(now().milliseconds)
+        var args: [SQLValue] = []
+        args.reserveCapacity(batch.count * 4)
+        for (name, record, _) in batch { args += [.text(name), .text(record.description), ms, ms] }
+        let values = Array(repeating: "(?, ?, ?, ?)", count: batch.count).joined(separator: ", ")
+        var ids: [String: Int64] = [:]
+        do {
+            for row in try db.rows("INSERT INTO users (name, password, created_ms, updated_ms) VALUES \(values) RETURNING id, name", args) {
+                if let id = row[0].int64, let name = row[1].string { ids[name] = id }
+            }
+        } catch SQLFailure.uniqueViolation(let what) {
+            throw IndexError.usernameTaken(what)
         }
-        return true
+        var metaArgs: [SQLValue] = []
+        var rows = 0
+        func flush() throws {
+            guard rows > 0 else { return }
+            let values = Array(repeating: "(?, ?, ?, ?)", count: rows).joined(separator: ", ")
+            try db.execute("INSERT INTO user_meta (user_id, key, value, num) VALUES \(values)", metaArgs)
+            metaArgs.removeAll(keepingCapacity: true)
+            rows = 0
+        }
+        for (name, _, metadata) in batch {
+            guard let id = ids[name] else { throw IndexError.storage("import lost '\(name)'") }
+            for entry in metadata {
+                metaArgs += [.integer(id), .text(entry.key), .text(entry.value), IndexQuery.number(entry.value).map(SQLValue.real) ?? .null]
+                rows += 1
+                if rows == 2_000 { try flush() }
+            }
+        }
+        try flush()
     }
 
     /// The user's id and stored password record.
@@ -432,7 +459,7 @@ struct IndexEngine: Sendable {
         var args: [SQLValue] = []
         var sql: String
         if let query {
-            switch try plan(db, entity: entity, query: query) {
+            switch try plan(db, entity: entity, query: query, need: limit + 1) {
             case .none:
                 return ([], false)
             case .collect(let driver, let driverArgs):
@@ -476,7 +503,7 @@ struct IndexEngine: Sendable {
     /// Counts each required term's candidates (up to `IndexQuery.collectLimit`) through its index:
     /// the fewest decide, as in the CHECKPOINT's index. An OR of selective branches is collected
     /// as the union of each branch's best term.
-    func plan(_ db: any SQLConnection, entity: IndexEntity, query: IndexQuery) throws -> SearchPlan {
+    func plan(_ db: any SQLConnection, entity: IndexEntity, query: IndexQuery, need: Int) throws -> SearchPlan {
         let cap = IndexQuery.collectLimit
         func best(_ node: IndexQuery.Node) throws -> (anchor: IndexQuery.Anchor, count: Int)? {
             var found: (IndexQuery.Anchor, Int)?
@@ -503,16 +530,23 @@ struct IndexEngine: Sendable {
             var parts: [String] = []
             var args: [SQLValue] = []
             var total = 0
+            var anchored = true
             for branch in branches {
-                guard let (anchor, count) = try best(branch) else { total = cap; break }
+                guard let (anchor, count) = try best(branch) else { anchored = false; break }
                 total += count
-                if total >= cap { break }
                 if count == 0 { continue }
                 let (sql, branchArgs) = driver(anchor)
                 parts.append(sql)
                 args += branchArgs
             }
-            if total < cap { return parts.isEmpty ? .none : .collect(parts.joined(separator: " UNION "), args) }
+            // Collecting costs about `total`; walking in id order about need × entities / matches
+            // (matches at most `total`): collect while total² ≤ need × entities.
+            if anchored {
+                let entities = try db.row("SELECT max(id) FROM \(entity.table)", [])?.first?.int64 ?? 0
+                if total < cap || Double(total) * Double(total) <= Double(need) * Double(entities) {
+                    return parts.isEmpty ? .none : .collect(parts.joined(separator: " UNION "), args)
+                }
+            }
         }
         // Many candidates: walk an equality term's index in id order when there is one.
         for anchor in IndexQuery.anchors(query.root) {

@@ -79,9 +79,7 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
         }
         let rows = checked
         return try await write { engine, db in
-            for (name, record, metadata) in rows where !(try engine.importUser(db, name: name, record: record, metadata: metadata)) {
-                throw IndexError.usernameTaken(name)
-            }
+            try engine.importUsers(db, rows)
             return rows.count
         }
     }

@@ -146,10 +146,11 @@ struct GRDBConnection: SQLConnection {
 
     @discardableResult
     /// The engine's fixed statements are prepared once per connection and kept; searches (whose
-    /// text varies with the query's shape, "EXISTS" in every one) are prepared each time, so that
-    /// the cache stays bounded.
+    /// text varies with the query's shape, "EXISTS" in every one) and statements with generated
+    /// lists (more than 8 arguments) are prepared each time, so that the cache stays bounded.
     private func statement(_ sql: String) throws -> Statement {
-        sql.contains("EXISTS") ? try db.makeStatement(sql: sql) : try db.cachedStatement(sql: sql)
+        let generated = sql.contains("EXISTS") || sql.utf8.lazy.filter({ $0 == UInt8(ascii: "?") }).count > 8
+        return generated ? try db.makeStatement(sql: sql) : try db.cachedStatement(sql: sql)
     }
 
     func execute(_ sql: String, _ args: [SQLValue]) throws -> Int {

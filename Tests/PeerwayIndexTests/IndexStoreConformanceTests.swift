@@ -66,6 +66,26 @@ struct IndexStoreConformanceTests {
     }
 
     @Test(arguments: StoreKind.allCases)
+    func bulkImportIsAllOrNothing(kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            let record = try PasswordHasher.testing.record(for: "imported1")
+            let batch = (0..<300).map { (name: "imported\($0)", password: record, metadata: ["n": "\($0)", "even": $0 % 2 == 0 ? "yes" : "no"]) }
+            #expect(try await store.importUsers(batch) == 300)
+            #expect(try await store.verifyPassword(name: "imported7", password: "imported1").metadata["n"] == "7")
+            let evens = try await store.searchUsers(IndexQuery(parsing: "even=yes AND n<10"), after: nil, limit: nil).items.map(\.name)
+            #expect(evens == ["imported0", "imported2", "imported4", "imported6", "imported8"])
+            await expectRefusal(.usernameTaken("imported5")) { () async throws(IndexError) in
+                try await store.importUsers([(name: "fresh-one", password: record, metadata: [:]), (name: "imported5", password: record, metadata: [:])])
+            }
+            await expectRefusal(.usernameTaken("twice")) { () async throws(IndexError) in
+                try await store.importUsers([(name: "twice", password: record, metadata: [:]), (name: "twice", password: record, metadata: [:])])
+            }
+            #expect(try await store.user(named: "fresh-one") == nil)
+            #expect(try await store.listUsers(after: nil, limit: 1000).items.count == 300)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
     func passwordsVerifyChangeAndAreNeverStoredInClear(kind: StoreKind) async throws {
         try await withStore(kind) { store, _ in
             let alice = try await store.createUser(name: "alice", password: "correct horse", metadata: [:])
