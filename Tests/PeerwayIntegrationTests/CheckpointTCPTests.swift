@@ -151,7 +151,9 @@ struct CheckpointTCPTests {
         let events = await log.events
         #expect(again != nil, "\(events)")
         #expect(await Self.eventually(second, timeout: .seconds(20)) { $0.registered == 2 })
-        #expect(second.statistics().tcp.open == 1)
+        // A re-handshake races a fresh connection against the pending one: one of them may still
+        // be open (it idles out), but the peer talks over TCP.
+        #expect((1...2).contains(second.statistics().tcp.open), "\(second.statistics().tcp)")
         #expect(try await other.send("after", to: peer.id) == .delivered)
         #expect(try await peer.send("back", to: other.id) == .delivered)
         await peer.stop()

@@ -53,7 +53,7 @@ struct PortAllocationTests {
     }
 
     @Test("not sequential: steps of both signs, too large a step, no step, or no pattern", arguments: [
-        [61_000, 61_001, 60_990, 60_991, 60_992],
+        [61_000, 61_001, 60_990, 60_991, 61_010],
         [1_000, 1_100, 1_200, 1_300],
         [1_000, 1_000, 1_000],
         [52_113, 7_031, 33_870, 61_004, 12_345],
