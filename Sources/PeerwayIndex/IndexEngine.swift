@@ -463,11 +463,14 @@ struct IndexEngine: Sendable {
             case .none:
                 return ([], false)
             case .collect(let driver, let driverArgs):
-                let predicate = query.predicate(for: entity, id: "e.id")
-                sql = "SELECT e.id FROM \(entity.table) e WHERE e.id > ? AND e.id IN (\(driver)) AND \(predicate.sql) ORDER BY e.id LIMIT ?"
-                args = [.integer(after)] + driverArgs + predicate.args
+                // Straight from the collected ids (distinct: one metadata row per entity and key,
+                // UNION for ORs), never through the entity table.
+                let owner = "c.\(entity.ownerColumn)"
+                let predicate = query.predicate(for: entity, id: owner, dialect: db.dialect)
+                sql = "SELECT \(owner) FROM (\(driver)) AS c WHERE \(owner) > ? AND \(predicate.sql) ORDER BY \(owner) LIMIT ?"
+                args = driverArgs + [.integer(after)] + predicate.args
             case .walk(let key, let value):
-                let predicate = query.predicate(for: entity, id: "w.\(entity.ownerColumn)")
+                let predicate = query.predicate(for: entity, id: "w.\(entity.ownerColumn)", dialect: db.dialect)
                 sql = """
                     SELECT w.\(entity.ownerColumn) FROM \(entity.metaTable) w
                     WHERE w.key = ? AND w.value = ? AND w.\(entity.ownerColumn) > ? AND \(predicate.sql)
@@ -475,7 +478,7 @@ struct IndexEngine: Sendable {
                     """
                 args = [.text(key), .text(value), .integer(after)] + predicate.args
             case .scan:
-                let predicate = query.predicate(for: entity, id: "e.id")
+                let predicate = query.predicate(for: entity, id: "e.id", dialect: db.dialect)
                 sql = "SELECT e.id FROM \(entity.table) e WHERE e.id > ? AND \(predicate.sql) ORDER BY e.id LIMIT ?"
                 args = [.integer(after)] + predicate.args
             }

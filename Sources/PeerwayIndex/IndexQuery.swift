@@ -76,9 +76,13 @@ extension IndexQuery {
 
     /// The WHERE predicate on `<idExpression>`: every term an indexed lookup of the entity's own
     /// metadata row (the primary key (owner, key)), arguments in order of their `?`s.
-    func predicate(for entity: IndexEntity, id idExpression: String) -> (sql: String, args: [SQLValue]) {
+    ///
+    /// On PostgreSQL each lookup is a scalar subquery with LIMIT 1 rather than EXISTS, which its
+    /// planner would turn into a semi-join (hashing whole tables, with statistics) and lose the
+    /// early end of an ordered walk with LIMIT.
+    func predicate(for entity: IndexEntity, id idExpression: String, dialect: SQLDialect = .sqlite) -> (sql: String, args: [SQLValue]) {
         var args: [SQLValue] = []
-        let sql = Self.exists(root, entity: entity, id: idExpression, args: &args)
+        let sql = Self.exists(root, entity: entity, id: idExpression, dialect: dialect, args: &args)
         return (sql, args)
     }
 
@@ -105,20 +109,21 @@ extension IndexQuery {
         }
     }
 
-    private static func exists(_ node: Node, entity: IndexEntity, id: String, args: inout [SQLValue]) -> String {
+    private static func exists(_ node: Node, entity: IndexEntity, id: String, dialect: SQLDialect, args: inout [SQLValue]) -> String {
         switch node {
         case .all:
             return "1 = 1"
         case .term(let key, let test):
             args.append(.text(key))
             let condition = condition(test, args: &args)
-            return "EXISTS (SELECT 1 FROM \(entity.metaTable) m WHERE m.\(entity.ownerColumn) = \(id) AND m.key = ?\(condition))"
+            let lookup = "SELECT 1 FROM \(entity.metaTable) m WHERE m.\(entity.ownerColumn) = \(id) AND m.key = ?\(condition)"
+            return dialect == .postgres ? "(\(lookup) LIMIT 1) IS NOT NULL" : "EXISTS (\(lookup))"
         case .and(let operands):
-            return "(" + operands.map { exists($0, entity: entity, id: id, args: &args) }.joined(separator: " AND ") + ")"
+            return "(" + operands.map { exists($0, entity: entity, id: id, dialect: dialect, args: &args) }.joined(separator: " AND ") + ")"
         case .or(let operands):
-            return "(" + operands.map { exists($0, entity: entity, id: id, args: &args) }.joined(separator: " OR ") + ")"
+            return "(" + operands.map { exists($0, entity: entity, id: id, dialect: dialect, args: &args) }.joined(separator: " OR ") + ")"
         case .not(let operand):
-            return "NOT (" + exists(operand, entity: entity, id: id, args: &args) + ")"
+            return "NOT (" + exists(operand, entity: entity, id: id, dialect: dialect, args: &args) + ")"
         }
     }
 

@@ -274,6 +274,12 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
         }
     }
 
+    /// Refreshes the database's planner statistics (ANALYZE), as after a bulk import; PostgreSQL's
+    /// autovacuum does it by itself in time, SQLite keeps none until asked.
+    public func analyze() async throws(IndexError) {
+        try await write { _, db in try db.execute("ANALYZE", []) }
+    }
+
     public func close() async {
         await driver.close()
     }

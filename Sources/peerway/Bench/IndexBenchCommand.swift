@@ -27,6 +27,7 @@ struct IndexBenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Runs of each query shape.") var searches = 500
     @Option(name: .long, help: "SQLite store's directory (default: a new temporary one, removed afterwards).") var directory: String?
     @Option(name: .long, help: "PostgreSQL URL of an empty database (default: a throwaway server from scripts/index-postgres).") var postgres: String?
+    @Flag(name: .long, inversion: .prefixedNo, help: "Refresh planner statistics (ANALYZE) after the load (default: yes).") var analyze = true
     @Flag(name: .long, help: "One JSON object per store on stdout.") var json = false
 
     func validate() throws {

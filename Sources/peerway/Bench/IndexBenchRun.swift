@@ -91,6 +91,7 @@ struct IndexBenchRun {
             }
         }
         let loadSeconds = Self.seconds(clock.now - loadStart)
+        if options.analyze { try await store.analyze() }
 
         // Durable single writes.
         var singleLatencies: [Double] = []
