@@ -99,6 +99,19 @@ struct UDPTraversalMachineTests {
                 == [.established(M.Pair(socket: 0, remote: Self.relay), method: .relay, path: .relayed)])
     }
 
+    @Test("heard over a direct pair: the direct window grows by directGraceMillis before the relay")
+    func directGrace() {
+        var m = M(role: .initiator, plan: Self.plan(window: 1000), nowMillis: 0, seed: 10)
+        _ = m.tick(nowMillis: 0)
+        #expect(m.directDeadlineMillis == 1000)
+        _ = m.received(.request, txid: 5, socket: 0, from: Self.theirs, nowMillis: 500)
+        #expect(m.directDeadlineMillis == 1000 + UDPTraversalLimits.directGraceMillis)
+        m.relayAnswered()
+        let early = m.tick(nowMillis: 2000)
+        #expect(!Self.requests(early).contains { $0.to == Self.relay }, "the relay waits for the longer window")
+        #expect(Self.requests(m.tick(nowMillis: 1000 + UDPTraversalLimits.directGraceMillis)).contains { $0.to == Self.relay })
+    }
+
     @Test("no path at all: failed at the deadline (window + relay window), with a reason")
     func fails() {
         var m = M(role: .initiator, plan: Self.plan(window: 500), nowMillis: 1000, seed: 5)

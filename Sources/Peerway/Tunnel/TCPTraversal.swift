@@ -201,7 +201,8 @@ enum TCPTraversal {
     /// Binds to the relay's TCP port, then hello and `use` through the splice.
     static func bindRelay(endpoint: STUNAddress, token: [UInt8], role: TraversalRole, keys: TunnelKeys) -> Result<TunnelSocket, PeerError> {
         let deadline = millis() + relayWindowMillis
-        guard let socket = try? TunnelSocket.tcp(bound: STUNAddress(ip: endpoint.family == .ipv4 ? .v4(0) : .v6(high: 0, low: 0), port: 0)) else {
+        let any = STUNAddress(ip: endpoint.family == .ipv4 ? .v4(0) : .v6(high: 0, low: 0), port: 0)
+        guard var socket = try? TunnelSocket.tcp(bound: any) else {
             return .failure(.traversalFailed("cannot open a TCP socket for the relay"))
         }
         func fail(_ why: String) -> Result<TunnelSocket, PeerError> {
@@ -209,6 +210,7 @@ enum TCPTraversal {
             return .failure(.traversalFailed(why))
         }
         do { try socket.connect(to: endpoint) } catch { return fail("cannot connect to the relay at \(endpoint): \(error)") }
+        var connectFailures = 0
         var stage = 0  // 0 connecting, 1 bound wait, 2 hello wait, 3 use wait
         var received: [UInt8] = []
         let answerBytes = 5 + token.count
@@ -218,7 +220,19 @@ enum TCPTraversal {
             _ = entry.withUnsafeMutableBufferPointer { poll($0.baseAddress, 1, 50) }
             guard entry[0].revents != 0 else { continue }
             if stage == 0 {
-                guard socket.pendingError == 0 else { return fail("the relay at \(endpoint) refused the connection") }
+                if socket.pendingError != 0 {
+                    // Refused or unreachable (a lossy link can lose the neighbour lookup too): try
+                    // again with a new connection while the window lasts.
+                    connectFailures += 1
+                    socket.close()
+                    Thread.sleep(forTimeInterval: Double(connectRetryMillis) / 1000)
+                    guard millis() < deadline, let again = try? TunnelSocket.tcp(bound: any) else {
+                        return .failure(.traversalFailed("the relay at \(endpoint) refused \(connectFailures) connection(s)"))
+                    }
+                    socket = again
+                    do { try socket.connect(to: endpoint) } catch { return fail("cannot connect to the relay at \(endpoint): \(error)") }
+                    continue
+                }
                 guard writeAll(socket, UDPTraversal.relayBind(token)) else { return fail("cannot send the relay bind") }
                 stage = 1
                 continue

@@ -35,6 +35,8 @@ public enum UDPTraversalLimits {
     public static let relayBindDelayMillis: UInt64 = 100
     /// Milliseconds between two relay binds until the relay answers.
     public static let relayBindIntervalMillis: UInt64 = 250
+    /// Milliseconds the direct window grows by once the other side was heard over a direct pair.
+    public static let directGraceMillis: UInt64 = 4_000
     /// Milliseconds after the direct window for the relay path to come up; then the traversal fails.
     public static let relayWindowMillis: UInt64 = 10_000
     /// Most pairs one traversal probes (targets × sockets, plus learnt ones).
@@ -105,6 +107,8 @@ public struct UDPTraversalMachine: Sendable {
     private var sprayStartedMillis: UInt64
     private let startMillis: UInt64
     private var relayBound = false
+    /// An authenticated probe arrived over a direct pair.
+    private var heardDirect = false
     private var lastRelayBindMillis: UInt64?
     private var random: STUNSeededRandom
     /// How many probes went out (for diagnostics).
@@ -140,7 +144,11 @@ public struct UDPTraversalMachine: Sendable {
     /// Every local socket the plan needs.
     public var socketCount: Int { max(1, Int(plan.localSockets)) }
     /// When the direct window ends.
-    public var directDeadlineMillis: UInt64 { startMillis + UInt64(plan.directWindowMillis) }
+    /// The direct window, extended by `directGraceMillis` once an authenticated probe came over a
+    /// direct pair (the path exists, it is only lossy: worth more time before the relay).
+    public var directDeadlineMillis: UInt64 {
+        startMillis + UInt64(plan.directWindowMillis) + (heardDirect && plan.directWindowMillis > 0 ? UDPTraversalLimits.directGraceMillis : 0)
+    }
     /// When the traversal fails if nothing worked.
     public var deadlineMillis: UInt64 { directDeadlineMillis + (plan.relay == nil ? 0 : UDPTraversalLimits.relayWindowMillis) }
     /// The relay's address, when the plan has one for UDP.
@@ -239,6 +247,7 @@ public struct UDPTraversalMachine: Sendable {
         }
         var out: [Action] = []
         let pair = Pair(socket: socket, remote: from)
+        if from != relayEndpoint { heardDirect = true }
         switch kind {
         case .request:
             // The initiator selecting this pair answers no request on it: the select is already on
