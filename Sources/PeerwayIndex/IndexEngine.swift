@@ -462,13 +462,18 @@ struct IndexEngine: Sendable {
             switch try plan(db, entity: entity, query: query, need: limit + 1) {
             case .none:
                 return ([], false)
-            case .collect(let driver, let driverArgs):
+            case .collect(let driver, let driverArgs) where db.dialect == .postgres:
                 // Straight from the collected ids (distinct: one metadata row per entity and key,
-                // UNION for ORs), never through the entity table.
+                // UNION for ORs): PostgreSQL would otherwise hash-join them with the entity table.
                 let owner = "c.\(entity.ownerColumn)"
                 let predicate = query.predicate(for: entity, id: owner, dialect: db.dialect)
                 sql = "SELECT \(owner) FROM (\(driver)) AS c WHERE \(owner) > ? AND \(predicate.sql) ORDER BY \(owner) LIMIT ?"
                 args = driverArgs + [.integer(after)] + predicate.args
+            case .collect(let driver, let driverArgs):
+                // SQLite builds the IN list as an index ordered by id, and walks it in order.
+                let predicate = query.predicate(for: entity, id: "e.id", dialect: db.dialect)
+                sql = "SELECT e.id FROM \(entity.table) e WHERE e.id > ? AND e.id IN (\(driver)) AND \(predicate.sql) ORDER BY e.id LIMIT ?"
+                args = [.integer(after)] + driverArgs + predicate.args
             case .walk(let key, let value):
                 let predicate = query.predicate(for: entity, id: "w.\(entity.ownerColumn)", dialect: db.dialect)
                 sql = """

@@ -116,6 +116,7 @@ func withStore(_ kind: StoreKind, now: @escaping @Sendable () -> Date = { Date()
                _ body: (SQLIndexStore, StoreHandle) async throws -> Void) async throws {
     guard let handle = try await freshHandle(kind) else { return }
     let store = try await handle.open(now: now)
+    defer { if kind == .sqlite { try? FileManager.default.removeItem(atPath: handle.location) } }
     do {
         try await body(store, handle)
     } catch {
