@@ -32,7 +32,15 @@ extension LabVerifyTests {
         let found = await alice.waitFor("\"event\":\"search\"")
         #expect(found?.contains(bobID) == true, "alice: \(alice.text)")
         alice.send("send \(bobID) hello through two NATs")
-        #expect(await alice.waitFor("\"event\":\"delivered\"") != nil, "alice: \(alice.text)")
+        // At 51% loss per direction the delivered answer itself can miss the sender's 15 s
+        // timeout (about 3% of runs: bob has the message, alice hears "timed out"); an application
+        // sends again, and so does this test, once.
+        var delivered = await alice.waitFor("\"event\":\"delivered\"", orFailure: "\"event\":\"failed\"")
+        if delivered == nil || delivered?.contains("\"failed\"") == true {
+            alice.send("send \(bobID) hello again")
+            delivered = await alice.waitFor("\"event\":\"delivered\"")
+        }
+        #expect(delivered?.contains("\"delivered\"") == true, "alice: \(alice.text)")
         #expect(await bob.waitFor("hello through two NATs") != nil, "bob: \(bob.text)")
         print("lab checkpoint, alice:\n\(alice.text)lab checkpoint, bob:\n\(bob.text)")
         scene.tearDown()
@@ -160,10 +168,12 @@ final class LabProcess: @unchecked Sendable {
     func send(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
 
     /// The first output line containing `needle`, waiting up to `timeout` seconds.
-    func waitFor(_ needle: String, timeout: TimeInterval = 30) async -> String? {
+    func waitFor(_ needle: String, orFailure failure: String? = nil, timeout: TimeInterval = 30) async -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let line = text.split(separator: "\n").first(where: { $0.contains(needle) }) { return String(line) }
+            if let line = text.split(separator: "\n").first(where: { $0.contains(needle) || failure.map($0.contains) == true }) {
+                return String(line)
+            }
             try? await Task.sleep(for: .milliseconds(100))
         }
         return nil
