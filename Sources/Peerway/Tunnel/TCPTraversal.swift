@@ -1,5 +1,6 @@
 import Foundation
 import PeerwayCheckpoint
+import PeerwayRelay
 import PeerwaySTUN
 import PeerwayTunnel
 #if canImport(Glibc)
@@ -213,7 +214,8 @@ enum TCPTraversal {
         var connectFailures = 0
         var stage = 0  // 0 connecting, 1 bound wait, 2 hello wait, 3 use wait
         var received: [UInt8] = []
-        let answerBytes = 5 + token.count
+        guard let relayToken = RelayToken(bytes: token) else { return fail("the plan's relay token is malformed") }
+        let answerBytes = RelayLimits.bindBytes
         let hello = TunnelStreamHello.make(keys: keys)
         while millis() < deadline {
             var entry = [pollfd(fd: socket.fd, events: Int16(stage == 0 ? POLLOUT : POLLIN), revents: 0)]
@@ -233,7 +235,7 @@ enum TCPTraversal {
                     do { try socket.connect(to: endpoint) } catch { return fail("cannot connect to the relay at \(endpoint): \(error)") }
                     continue
                 }
-                guard writeAll(socket, UDPTraversal.relayBind(token)) else { return fail("cannot send the relay bind") }
+                guard writeAll(socket, RelayMessage.bind(relayToken)) else { return fail("cannot send the relay bind") }
                 stage = 1
                 continue
             }
@@ -243,7 +245,7 @@ enum TCPTraversal {
             }
             if stage == 1, received.count >= answerBytes {
                 let answer = Array(received.prefix(answerBytes))
-                guard answer.starts(with: Array("PWRA".utf8)) else { return fail("the relay answered something other than a bind answer") }
+                guard RelayMessage.answeredToken(answer) == relayToken else { return fail("the relay answered something other than this bind's answer") }
                 received.removeFirst(answerBytes)
                 guard writeAll(socket, hello) else { return fail("cannot send the stream hello") }
                 stage = 2

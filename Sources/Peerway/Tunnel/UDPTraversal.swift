@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import PeerwayCheckpoint
+import PeerwayRelay
 import PeerwaySTUN
 import PeerwayTunnel
 
@@ -19,14 +20,6 @@ enum UDPTraversal {
         var method: TraversalMethod
         var path: TunnelPath
         var probesSent: Int
-    }
-
-    /// The relay bind for `token` (docs/traversal-protocol.md, RELAY).
-    static func relayBind(_ token: [UInt8]) -> [UInt8] { Array("PWRB".utf8) + [1] + token }
-
-    /// Whether `bytes` are the relay's answer to our bind.
-    static func isRelayAnswer(_ bytes: UnsafeRawBufferPointer, token: [UInt8]) -> Bool {
-        bytes.count == 5 + token.count && bytes.starts(with: Array("PWRA".utf8)) && bytes[4] == 1 && bytes.dropFirst(5).elementsEqual(token)
     }
 
     /// Asks a STUN server for `socket`'s server-reflexive address (RFC 8489 Binding), retrying
@@ -74,8 +67,9 @@ enum UDPTraversal {
             guard let s = try? TunnelSocket.udp(bound: STUNAddress(ip: bindAddress.ip, port: 0)) else { break }
             sockets.append(s)
         }
-        let relayToken = plan.relay?.token ?? []
-        let bind = relayBind(relayToken)
+        // The plan's token as the relay reads it (a malformed one is never answered: relay lost).
+        let relayToken = plan.relay.flatMap { RelayToken(bytes: $0.token) }
+        let bind = relayToken.map(RelayMessage.bind) ?? []
         var buffer = [UInt8](repeating: 0, count: receiveBufferBytes)
         let fds = sockets.map(\.fd)
         func finish(_ result: Result<Outcome, PeerError>) -> Result<Outcome, PeerError> {
@@ -117,7 +111,7 @@ enum UDPTraversal {
                     received += 1
                     let handled: Result<Outcome, PeerError>? = buffer.withUnsafeBytes { raw in
                         let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<n])
-                        if source == machine.relayEndpoint, isRelayAnswer(bytes, token: relayToken) {
+                        if source == machine.relayEndpoint, let relayToken, RelayMessage.answeredToken(bytes) == relayToken {
                             machine.relayAnswered()
                             return nil
                         }
