@@ -34,6 +34,8 @@ let package = Package(
         // INDEX storage: SQLite (embedded default) and PostgreSQL.
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // INDEX management API.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         .target(
@@ -83,6 +85,7 @@ let package = Package(
             dependencies: [
                 "PeerwaySTUN",
                 "PeerwayCheckpoint",
+                "PeerwayIndex",
                 "PeerwayRelay",
                 "CPeerwayLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -122,6 +125,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The INDEX's management API: HTTP + JSON behind an admin token, with its OpenAPI document.
+        .target(
+            name: "PeerwayIndexAPI",
+            dependencies: [
+                "PeerwayIndex",
+                "PeerwayCheckpoint",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(name: "CPeerwayLinux"),
         // The NAT lab: topology, nftables rules and the runner of `ip`/`nft` (Foundation only).
         .target(name: "PeerwayLab"),
@@ -138,6 +152,7 @@ let package = Package(
                 "PeerwayRelay",
                 "PeerwayTunnel",
                 "PeerwayIndex",
+                "PeerwayIndexAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -169,6 +184,7 @@ let package = Package(
             name: "PeerwayIntegrationTests",
             dependencies: [
                 "Peerway", "PeerwaySupernode", "PeerwaySTUN", "PeerwayNetcheck", "PeerwayCheckpoint", "PeerwayRelay", "PeerwayTunnel",
+                "PeerwayIndex",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -187,5 +203,13 @@ let package = Package(
         ),
         .testTarget(name: "PeerwayLabTests", dependencies: ["PeerwayLab"]),
         .testTarget(name: "PeerwayIndexTests", dependencies: ["PeerwayIndex", "PeerwayCheckpoint"]),
+        .testTarget(
+            name: "PeerwayIndexAPITests",
+            dependencies: [
+                "PeerwayIndexAPI", "PeerwayIndex", "PeerwayCheckpoint",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
     ]
 )

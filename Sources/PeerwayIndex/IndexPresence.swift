@@ -1,0 +1,17 @@
+import PeerwayCheckpoint
+
+/// Which peers are online right now: the CHECKPOINT's live directory as the INDEX sees it.
+///
+/// The INDEX keeps who a user is logged in from (`IndexSession`, permanent); presence says which of
+/// those peers are registered with a checkpoint at this moment, so member lists and the management
+/// API show live online state. Implementations answer from memory and never block.
+public protocol IndexPresence: Sendable {
+    /// Whether `peer` is registered (online) now.
+    func isOnline(_ peer: PeerID) -> Bool
+}
+
+/// Presence when no checkpoint feeds one (an INDEX on its own, tests): nobody is online.
+public struct NoIndexPresence: IndexPresence {
+    public init() {}
+    public func isOnline(_ peer: PeerID) -> Bool { false }
+}

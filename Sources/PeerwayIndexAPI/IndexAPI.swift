@@ -1,0 +1,2 @@
+// Placeholder: the management API lands here (issue 6).
+import PeerwayIndex

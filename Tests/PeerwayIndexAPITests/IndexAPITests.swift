@@ -1,0 +1,2 @@
+// Placeholder: the management API's tests land here (issue 6).
+import Testing
