@@ -39,14 +39,6 @@ public struct IndexUser: Hashable, Sendable {
     }
 }
 
-/// Who may join a network.
-public enum NetworkAccess: String, Hashable, Sendable, Codable {
-    /// Any user may join.
-    case open
-    /// Users join by accepting an invitation from the owner or an admin.
-    case inviteOnly = "invite-only"
-}
-
 /// A virtual network: a named group of users, searchable by its metadata.
 public struct IndexNetwork: Hashable, Sendable {
     public let id: NetworkID
@@ -67,25 +59,6 @@ public struct IndexNetwork: Hashable, Sendable {
         self.metadata = metadata
         self.created = created
         self.updated = updated
-    }
-}
-
-/// A member's role in a network, from least to most powerful.
-public enum NetworkRole: Int, Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
-    /// Belongs to the network.
-    case member = 0
-    /// Also invites and removes members.
-    case admin = 1
-    /// Also names admins, updates, transfers and deletes the network; one per network.
-    case owner = 2
-
-    public static func < (a: NetworkRole, b: NetworkRole) -> Bool { a.rawValue < b.rawValue }
-    public var description: String {
-        switch self {
-        case .member: return "member"
-        case .admin: return "admin"
-        case .owner: return "owner"
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import PeerwayCheckpoint
 
 /// Which peers are online right now: the CHECKPOINT's live directory as the INDEX sees it.
@@ -14,4 +15,33 @@ public protocol IndexPresence: Sendable {
 public struct NoIndexPresence: IndexPresence {
     public init() {}
     public func isOnline(_ peer: PeerID) -> Bool { false }
+}
+
+/// Presence as a lock-protected set, fed by the thread that owns the checkpoint (`set`) and read
+/// from anywhere (`isOnline`).
+public final class IndexPresenceTable: IndexPresence, @unchecked Sendable {
+    private let lock = NSLock()
+    private var online: Set<PeerID> = []
+
+    public init() {}
+
+    /// Records that `peer` registered (`true`) or its registration ended (`false`).
+    public func set(_ peer: PeerID, online isOnline: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        if isOnline { online.insert(peer) } else { online.remove(peer) }
+    }
+
+    public func isOnline(_ peer: PeerID) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return online.contains(peer)
+    }
+
+    /// Peers online now.
+    public var count: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return online.count
+    }
 }

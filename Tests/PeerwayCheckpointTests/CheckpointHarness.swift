@@ -27,8 +27,9 @@ struct CheckpointHarness {
 
     /// Hands each datagram to the peer it is addressed to; returns them all.
     func route(_ out: [CheckpointAction]) -> [(ByteBuffer, PeerEndpoint)] {
-        let sent = out.map { a -> (ByteBuffer, PeerEndpoint) in
-            switch a { case .send(let b, let to): return (b, to) }
+        let sent = out.compactMap { a -> (ByteBuffer, PeerEndpoint)? in
+            if case .send(let b, let to) = a { return (b, to) }
+            return nil
         }
         for p in peers { p.take(sent) }
         return sent

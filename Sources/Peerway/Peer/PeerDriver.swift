@@ -209,6 +209,8 @@ final class PeerDriver: @unchecked Sendable {
             events.yield(.lateMessageOutcome(outcome))
         case .traversalPlan(let plan):
             traversals.deliver(plan)
+        case .networkStatus(let status):
+            events.yield(.networkStatus(status))
         case .stopped(let reason):
             closeNow(reason: reason)
         }

@@ -203,6 +203,9 @@ public enum PeerEvent: Equatable, Sendable {
     case lateConnectAnswer(ConnectDecision)
     /// Someone asks for a tunnel: answer with `Peer.answer(_:accept:reason:)`.
     case connectRequest(IncomingConnectRequest)
+    /// INDEX: a member of a network this peer watches (`Peer.watchNetwork`) came online or went
+    /// offline from one of their peers.
+    case networkStatus(NetworkMemberStatus)
     /// The peer stopped; no event follows.
     case stopped(CheckpointStopReason)
 }

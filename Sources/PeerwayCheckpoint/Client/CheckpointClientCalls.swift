@@ -92,6 +92,14 @@ extension CheckpointClientMachine {
         call(.traversalResult(result), now: now)
     }
 
+    /// INDEX: runs one operation (sign up, log in, networks, memberships, search; see
+    /// `IndexCall`). Completes with `.index(reply)`, or `.refused` with the INDEX's reason.
+    /// Network watches are renewed by themselves after the session restarts.
+    public mutating func index(_ call: IndexCall, now: NIODeadline) -> (token: CheckpointRequestToken, actions: [CheckpointClientAction]) {
+        if let why = call.validationFailure { return refuse(.invalidArgument(why)) }
+        return self.call(.indexRequest(call), now: now)
+    }
+
     /// Sends an instant message. Messages to one peer go one at a time, in call order (at most
     /// `maximumQueuedMessagesPerDestination` waiting). Completes with `.messageOutcome`:
     /// `delivered`, `offline`, or `timedOut` when no final outcome came within `messageTimeout`.
@@ -159,6 +167,14 @@ extension CheckpointClientMachine {
             for change in update.changes { changes[change.key] = .some(change.value) }
             if (try? next.apply(changes)) != nil { metadata = next }
             complete(token, .success(.done))
+        case (.indexRequest(let call), .indexResult(let reply)):
+            switch call {
+            case .watchNetwork(let name): watchedNetworks.insert(name)
+            case .unwatchNetwork(let name), .leave(let name), .deleteNetwork(let name): watchedNetworks.remove(name)
+            case .logout, .login, .signup: watchedNetworks.removeAll()
+            default: break
+            }
+            complete(token, .success(.index(reply)))
         case (.answerConnect, .ok), (.traversalOffer, .ok), (.traversalResult, .ok):
             complete(token, .success(.done))
         case (.connect(let asked), .ok):
@@ -259,6 +275,9 @@ extension CheckpointClientMachine {
             let batch = Array(peers[start..<min(start + ControlLimits.maximumWatchBatch, peers.count)])
             issue(.watch(batch), purpose: .rewatch, deadline: now + configuration.requestTimeout, now: now)
             start += batch.count
+        }
+        for network in watchedNetworks.sorted() {
+            issue(.indexRequest(.watchNetwork(network)), purpose: .rewatch, deadline: now + configuration.requestTimeout, now: now)
         }
     }
 

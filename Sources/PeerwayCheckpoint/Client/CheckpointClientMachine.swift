@@ -62,6 +62,8 @@ public struct CheckpointClientMachine: Sendable {
     public internal(set) var keepaliveSeconds: UInt16
     /// Peers whose watch the checkpoint confirmed (re-watched in each new session).
     public internal(set) var watchedPeers: Set<PeerID> = []
+    /// INDEX networks whose members' status this peer watches (renewed after a session restart).
+    public internal(set) var watchedNetworks: Set<String> = []
     var requests: [UInt32: ClientRequest] = [:]
     var messages = ClientMessages()
     var connectWaits: [ClientConnectKey: ClientConnectWait] = [:]
@@ -306,9 +308,9 @@ public struct CheckpointClientMachine: Sendable {
         case .failure(.otherSession), .failure(.unauthenticated): statistics.unauthenticated += 1; return
         }
         switch envelope.frame {
-        case .registered, .ok, .keepaliveAck, .lookupResult, .searchResult, .messageOutcome, .watchResult, .error:
+        case .registered, .ok, .keepaliveAck, .lookupResult, .searchResult, .messageOutcome, .watchResult, .indexResult, .error:
             response(envelope, now: now)
-        case .deliver, .status, .connectRequested, .connectAnswered, .messageStatus, .traversalPlan:
+        case .deliver, .status, .connectRequested, .connectAnswered, .messageStatus, .traversalPlan, .networkStatus:
             push(envelope, now: now)
         default:
             statistics.unexpected += 1
@@ -339,6 +341,7 @@ public struct CheckpointClientMachine: Sendable {
         case .connectAnswered(let decision): connectAnswered(decision)
         case .messageStatus(let outcome): messageStatus(outcome, now: now)
         case .traversalPlan(let plan): output.append(.event(.traversalPlan(plan)))
+        case .networkStatus(let status): output.append(.event(.networkStatus(status)))
         default: break
         }
     }

@@ -70,6 +70,8 @@ public enum CheckpointClientResponse: Equatable, Sendable {
     case messageOutcome(MessageOutcome.Outcome)
     /// The pushed answer to a connection request.
     case connectAnswer(ConnectDecision)
+    /// INDEX: the answer to `index(_:now:)`.
+    case index(IndexReply)
 }
 
 /// Why an API call failed.
@@ -205,6 +207,8 @@ public enum CheckpointClientEvent: Equatable, Sendable {
     case messageOutcome(MessageOutcome)
     /// HANDSHAKE: this side's plan for a traversal it offered.
     case traversalPlan(TraversalPlan)
+    /// INDEX: a member of a watched network came online or went offline.
+    case networkStatus(NetworkMemberStatus)
     /// The machine stopped; nothing follows. Close the socket.
     case stopped(CheckpointStopReason)
 }

@@ -22,6 +22,9 @@ public struct CheckpointConfiguration: Sendable {
     /// Where the HANDSHAKE gets relay allocations (nil: no relay; traversals that cannot go
     /// direct fail).
     public var relays: (any RelayGranting)?
+    /// Whether an INDEX serves `indexRequest`s (the owner answers the `.index` actions); when
+    /// false they are refused with `unavailable`.
+    public var index = false
 
     /// Default `helloRatePerSecond`: a NAT with many peers behind it re-handshakes them all after
     /// a supernode restart.
@@ -56,6 +59,11 @@ public struct CheckpointConfiguration: Sendable {
     public static let connectMemoryMillis: UInt64 = 30_000
     /// Open connection requests one peer may have.
     public static let maximumOpenConnectRequests = 64
+    /// INDEX requests one session may have waiting on the store at once.
+    public static let maximumIndexCallsInFlight = 8
+    /// Milliseconds the answer to an INDEX request is remembered to answer its retransmissions
+    /// (so a retransmitted sign-up gets its own answer, not "username taken").
+    public static let indexAnswerMemoryMillis: UInt64 = 20_000
 
     public init(key: SupernodeKey) { self.key = key }
 }
@@ -69,6 +77,8 @@ public struct CheckpointCounters: Equatable, Sendable {
     public var unauthenticatedBytesIn = 0, unauthenticatedBytesOut = 0
     public var cookiesSent = 0, handshakes = 0, registrations = 0, unregistrations = 0, expirations = 0
     public var keepalives = 0, requests = 0, messagesDelivered = 0, messagesFailed = 0, pushesGivenUp = 0
+    /// INDEX requests handed to the store, and answers sent back.
+    public var indexCalls = 0, indexAnswers = 0
     /// Dropped: malformed, failed authentication, replayed, unknown session, rate limited.
     public var malformed = 0, authenticationFailures = 0, replays = 0, unknownSessions = 0, rateLimited = 0
 

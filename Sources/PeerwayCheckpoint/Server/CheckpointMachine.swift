@@ -2,9 +2,14 @@ import Crypto
 import NIOCore
 import PeerwaySTUN
 
-/// What the checkpoint wants done: send a datagram.
+/// What the checkpoint wants done.
 public enum CheckpointAction: Equatable, Sendable {
+    /// Send a datagram.
     case send(ByteBuffer, to: PeerEndpoint)
+    /// Run an INDEX operation and give its outcome to `answerIndex` (only with `configuration.index`).
+    case index(IndexCallContext)
+    /// A peer registered (online) or its registration ended (offline): the INDEX's presence.
+    case presence(PeerID, online: Bool)
 }
 
 /// The CHECKPOINT service as a pure state machine: datagrams and the time in, datagrams out.
@@ -46,6 +51,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     var watching: [PeerID: Set<PeerID>] = [:]
     var negotiations: [NegotiationKey: Negotiation] = [:]
     var traversals: [NegotiationKey: PendingTraversal] = [:]
+    var indexCalls = IndexCallTable()
     /// What the HANDSHAKE has done.
     public internal(set) var handshakeCounters = HandshakeCounters()
     var random = SystemRandomNumberGenerator()
@@ -273,6 +279,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         retransmitPushes(ms: ms, into: &out)
         timeOutNegotiations(ms: ms, into: &out)
         timeOutTraversals(ms: ms, into: &out)
+        indexCalls.forget(before: ms)
         forgetOutcomes(ms: ms)
         helloLimiter.sweep(now: now)
     }
@@ -333,7 +340,9 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         for key in stranded {
             if let flight = pushes.removeValue(forKey: key)?.flight { finish(flight, outcome: .offline, ms: ms, into: &out) }
         }
+        indexCalls.removeSession(id)
         guard let peer = session.peer, !session.superseded, sessionByPeer[peer] == id else { return }
+        out.append(.presence(peer, online: false))
         if change == .expired { counters.expirations += 1 } else { counters.unregistrations += 1 }
         sessionByPeer[peer] = nil
         directory.remove(peer)

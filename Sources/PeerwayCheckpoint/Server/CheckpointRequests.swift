@@ -46,6 +46,8 @@ extension CheckpointMachine {
             traversalOffer(offer, from: peer, id: id, session: sid, ms: ms, into: &out)
         case .traversalResult(let result):
             traversalResult(result, from: peer, id: id, session: sid, into: &out)
+        case .indexRequest(let call):
+            indexRequest(call, from: peer, id: id, session: sid, ms: ms, into: &out)
         default:
             respond(.error(ControlFailure(.badRequest, "frame \(frame) is not a request")), id: id, session: sid, into: &out)
         }
@@ -98,6 +100,7 @@ extension CheckpointMachine {
             push(p.frame, to: peer, flight: p.flight, ms: ms, into: &out)
         }
         if before == nil {
+            out.append(.presence(peer, online: true))
             notifyWatchers(of: peer, StatusEvent(peer: peer, change: .online, metadata: request.metadata), ms: ms, into: &out)
         } else if before?.metadata != request.metadata {
             notifyWatchers(of: peer, StatusEvent(peer: peer, change: .metadataChanged, metadata: request.metadata), ms: ms, into: &out)

@@ -40,6 +40,9 @@ public enum ControlFrame: Equatable, Sendable {
     case traversalOffer(TraversalOffer)
     /// HANDSHAKE: how this side's tunnel came out.
     case traversalResult(TraversalResult)
+    /// INDEX: an operation on users, networks or memberships (IndexFrames.swift); answered with
+    /// `indexResult` or `error`.
+    case indexRequest(IndexCall)
 
     // MARK: responses (checkpoint → peer)
     /// Registration done.
@@ -52,6 +55,8 @@ public enum ControlFrame: Equatable, Sendable {
     case searchResult(SearchResult)
     case messageOutcome(MessageOutcome)
     case watchResult([PeerStatus])
+    /// INDEX: the answer to `indexRequest`.
+    case indexResult(IndexReply)
     /// The request failed; nothing changed on the checkpoint.
     case error(ControlFailure)
 
@@ -68,6 +73,8 @@ public enum ControlFrame: Equatable, Sendable {
     case messageStatus(MessageOutcome)
     /// HANDSHAKE: this side's traversal plan (both sides get theirs in the same instant).
     case traversalPlan(TraversalPlan)
+    /// INDEX: a member of a network this peer watches came online or went offline.
+    case networkStatus(NetworkMemberStatus)
     /// Acknowledges the push with this frame's id (peer → checkpoint).
     case ack
 
@@ -79,11 +86,11 @@ public enum ControlFrame: Equatable, Sendable {
     public enum Kind: UInt8, Sendable, CaseIterable {
         case register = 0x10, keepalive = 0x11, unregister = 0x12, lookup = 0x13, publish = 0x14
         case search = 0x15, sendMessage = 0x16, watch = 0x17, unwatch = 0x18, connect = 0x19
-        case answerConnect = 0x1A, traversalOffer = 0x1B, traversalResult = 0x1C
+        case answerConnect = 0x1A, traversalOffer = 0x1B, traversalResult = 0x1C, indexRequest = 0x1D
         case registered = 0x30, ok = 0x31, keepaliveAck = 0x32, lookupResult = 0x33
-        case searchResult = 0x34, messageOutcome = 0x35, watchResult = 0x36, error = 0x3F
+        case searchResult = 0x34, messageOutcome = 0x35, watchResult = 0x36, indexResult = 0x37, error = 0x3F
         case deliver = 0x50, status = 0x51, connectRequested = 0x52, connectAnswered = 0x53
-        case messageStatus = 0x54, traversalPlan = 0x55
+        case messageStatus = 0x54, traversalPlan = 0x55, networkStatus = 0x56
         case welcome = 0x60
         case ack = 0x7F
     }
@@ -365,6 +372,18 @@ public struct ControlFailure: Equatable, Sendable, Error, CustomStringConvertibl
         case superseded = 9
         /// The connection request is unknown or already answered.
         case unknownRequest = 10
+        /// INDEX: log in first (this peer has no session).
+        case notLoggedIn = 11
+        /// INDEX: the user or password is wrong.
+        case badCredentials = 12
+        /// INDEX: the logged-in user may not do this (the text says who may).
+        case forbidden = 13
+        /// INDEX: the user, network, membership or invitation named does not exist.
+        case notFound = 14
+        /// INDEX: the name is taken, or the state already is what was asked (already a member).
+        case conflict = 15
+        /// INDEX: the store failed or is closed; retry later.
+        case unavailable = 16
     }
 
     public var code: Code

@@ -44,6 +44,9 @@ extension ControlFrame {
         case .traversalOffer: .traversalOffer
         case .traversalResult: .traversalResult
         case .traversalPlan: .traversalPlan
+        case .indexRequest: .indexRequest
+        case .indexResult: .indexResult
+        case .networkStatus: .networkStatus
         }
     }
 }
@@ -83,6 +86,9 @@ extension ByteBuffer {
         case .traversalOffer(let body): body.writeWire(into: &self)
         case .traversalResult(let body): body.writeWire(into: &self)
         case .traversalPlan(let body): body.writeWire(into: &self)
+        case .indexRequest(let body): body.writeWire(into: &self)
+        case .indexResult(let body): body.writeWire(into: &self)
+        case .networkStatus(let body): body.writeWire(into: &self)
         }
         return writerIndex - start
     }
@@ -144,6 +150,9 @@ extension ControlFrame {
         case .traversalOffer: frame = .traversalOffer(try TraversalOffer(wire: &r))
         case .traversalResult: frame = .traversalResult(try TraversalResult(wire: &r))
         case .traversalPlan: frame = .traversalPlan(try TraversalPlan(wire: &r))
+        case .indexRequest: frame = .indexRequest(try IndexCall(wire: &r))
+        case .indexResult: frame = .indexResult(try IndexReply(wire: &r))
+        case .networkStatus: frame = .networkStatus(try NetworkMemberStatus(wire: &r))
         }
         return ControlEnvelope(id: id, frame: frame)
     }

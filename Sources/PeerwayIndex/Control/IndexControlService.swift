@@ -1,0 +1,166 @@
+import PeerwayCheckpoint
+
+/// What the INDEX wants pushed after an operation or a presence change: a member of a network
+/// `to` watches came online or went offline.
+public struct IndexNotification: Equatable, Sendable {
+    public var to: PeerID
+    public var status: NetworkMemberStatus
+
+    public init(to: PeerID, status: NetworkMemberStatus) {
+        self.to = to
+        self.status = status
+    }
+}
+
+/// An INDEX operation's answer and the pushes it causes.
+public struct IndexControlOutcome: Equatable, Sendable {
+    public var result: Result<IndexReply, ControlFailure>
+    public var notifications: [IndexNotification]
+
+    public init(result: Result<IndexReply, ControlFailure>, notifications: [IndexNotification] = []) {
+        self.result = result
+        self.notifications = notifications
+    }
+}
+
+/// Limits of the INDEX over the control channel.
+public enum IndexControlLimits {
+    /// Items a page holds when the request asks for none (fewer when they do not fit a frame).
+    public static let defaultPage = 20
+    /// Networks one peer may watch at once (as many as a user may belong to).
+    public static let maximumWatchedNetworksPerPeer = IndexLimits.maximumNetworksPerUser
+    /// Usernames remembered by id (names never change and ids are never reused, so entries never
+    /// go stale; the cache is emptied when full).
+    public static let maximumCachedNames = 100_000
+}
+
+/// The INDEX as peers reach it through their control channel: operations on behalf of the user a
+/// peer is logged in as (`IndexSession`, bound to the peer's key), with the live online state of
+/// network members and notifications to the peers that watch a network.
+///
+/// No socket and no checkpoint inside: the supernode hands it each `IndexCallContext` and each
+/// presence change, and sends back the answer and the `IndexNotification`s it returns. It keeps in
+/// memory only what is live (which logged-in peers are online, who watches which network); every
+/// permanent fact is the store's. Presence is fed in order, by one caller at a time.
+public actor IndexControlService {
+    let store: any IndexStore
+    let clock: @Sendable () -> ContinuousClock.Instant
+    var limiter = LoginLimiter<String>()
+
+    /// Online peers that are logged in, by user, and back.
+    var onlineByUser: [UserID: Set<PeerID>] = [:]
+    var userOfOnlinePeer: [PeerID: UserID] = [:]
+    /// Registered peers (logged in or not).
+    var online: Set<PeerID> = []
+    var watchers: [NetworkID: Set<PeerID>] = [:]
+    var watching: [PeerID: Set<NetworkID>] = [:]
+    var names: [UserID: String] = [:]
+
+    /// `clock` is injected so tests control the login limiter's time.
+    public init(store: any IndexStore, clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+        self.store = store
+        self.clock = clock
+    }
+
+    // MARK: - Presence
+
+    /// A peer registered with the checkpoint. When it is logged in, the members of its user's
+    /// networks who watch them are told.
+    public func peerOnline(_ peer: PeerID) async -> [IndexNotification] {
+        online.insert(peer)
+        guard let session = try? await store.session(of: peer) else { return [] }
+        return await attach(peer, to: session.user)
+    }
+
+    /// A peer's registration ended: its watches end, and watchers of its user's networks are told.
+    public func peerOffline(_ peer: PeerID) async -> [IndexNotification] {
+        online.remove(peer)
+        dropWatches(of: peer)
+        return await detach(peer)
+    }
+
+    /// Peers of `user` online now.
+    public func onlinePeers(of user: UserID) -> Set<PeerID> { onlineByUser[user] ?? [] }
+
+    /// Marks `peer` as logged in as `user` (when online) and notifies the user's networks' watchers.
+    func attach(_ peer: PeerID, to user: UserID) async -> [IndexNotification] {
+        guard online.contains(peer), userOfOnlinePeer[peer] != user else { return [] }
+        var out = await detach(peer)
+        userOfOnlinePeer[peer] = user
+        onlineByUser[user, default: []].insert(peer)
+        out += await announce(user: user, peer: peer, online: true, networks: nil)
+        return out
+    }
+
+    /// Forgets `peer`'s user binding (offline or logged out) and notifies watchers.
+    func detach(_ peer: PeerID) async -> [IndexNotification] {
+        guard let user = userOfOnlinePeer.removeValue(forKey: peer) else { return [] }
+        onlineByUser[user]?.remove(peer)
+        if onlineByUser[user]?.isEmpty == true { onlineByUser[user] = nil }
+        return await announce(user: user, peer: peer, online: false, networks: nil)
+    }
+
+    /// Status pushes for `user`'s `peer` to every watcher of `networks` (nil: all the user's networks).
+    func announce(user: UserID, peer: PeerID, online: Bool, networks: [IndexNetwork]?) async -> [IndexNotification] {
+        var targets: [IndexNetwork] = []
+        if let networks {
+            targets = networks
+        } else {
+            guard let page = try? await store.networks(of: user, after: nil, limit: IndexLimits.maximumNetworksPerUser) else { return [] }
+            for m in page.items where watchers[m.network]?.isEmpty == false {
+                if let n = try? await store.network(id: m.network) { targets.append(n) }
+            }
+        }
+        guard !targets.isEmpty, let name = await name(of: user) else { return [] }
+        var out: [IndexNotification] = []
+        for network in targets {
+            for watcher in watchers[network.id] ?? [] where watcher != peer {
+                out.append(IndexNotification(to: watcher, status: NetworkMemberStatus(
+                    network: network.name, user: user.rawValue, name: name, peer: peer, online: online)))
+            }
+        }
+        return out
+    }
+
+    func dropWatches(of peer: PeerID) {
+        for network in watching.removeValue(forKey: peer) ?? [] {
+            watchers[network]?.remove(peer)
+            if watchers[network]?.isEmpty == true { watchers[network] = nil }
+        }
+    }
+
+    func dropWatchers(of network: NetworkID, only peers: Set<PeerID>? = nil) {
+        for peer in peers ?? watchers[network] ?? [] {
+            watchers[network]?.remove(peer)
+            watching[peer]?.remove(network)
+            if watching[peer]?.isEmpty == true { watching[peer] = nil }
+        }
+        if watchers[network]?.isEmpty == true { watchers[network] = nil }
+    }
+
+    /// The username of `user` (cached: names never change).
+    func name(of user: UserID) async -> String? {
+        if let n = names[user] { return n }
+        guard let u = try? await store.user(id: user) else { return nil }
+        remember(u)
+        return u.name
+    }
+
+    func remember(_ user: IndexUser) {
+        if names.count >= IndexControlLimits.maximumCachedNames { names.removeAll(keepingCapacity: true) }
+        names[user.id] = user.name
+    }
+
+    // MARK: - Operations
+
+    /// Runs one operation for the peer in `context` (see `IndexCall` for each one's rules).
+    public func handle(_ context: IndexCallContext) async -> IndexControlOutcome {
+        var notifications: [IndexNotification] = []
+        do {
+            let reply = try await run(context, notifications: &notifications)
+            return IndexControlOutcome(result: .success(reply), notifications: notifications)
+        } catch {
+            return IndexControlOutcome(result: .failure(await failure(for: error)), notifications: notifications)
+        }
+    }
+}
