@@ -11,6 +11,8 @@ struct CheckpointHarness {
     var now = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
     /// Peers that receive what the checkpoint sends to their endpoint.
     var peers: [WirePeer] = []
+    /// Actions other than datagrams (INDEX calls, presence), in order, until a test takes them.
+    var handedOut: [CheckpointAction] = []
 
     init(configure: (inout CheckpointConfiguration) -> Void = { _ in }) {
         var c = CheckpointConfiguration(key: key)
@@ -26,11 +28,12 @@ struct CheckpointHarness {
     }
 
     /// Hands each datagram to the peer it is addressed to; returns them all.
-    func route(_ out: [CheckpointAction]) -> [(ByteBuffer, PeerEndpoint)] {
+    mutating func route(_ out: [CheckpointAction]) -> [(ByteBuffer, PeerEndpoint)] {
         let sent = out.compactMap { a -> (ByteBuffer, PeerEndpoint)? in
             if case .send(let b, let to) = a { return (b, to) }
             return nil
         }
+        handedOut += out.filter { if case .send = $0 { return false }; return true }
         for p in peers { p.take(sent) }
         return sent
     }
@@ -163,7 +166,7 @@ func decode(_ b: ByteBuffer) throws -> ControlPacket {
 extension ControlFrame {
     var isPush: Bool {
         switch self {
-        case .deliver, .status, .connectRequested, .connectAnswered, .messageStatus: return true
+        case .deliver, .status, .connectRequested, .connectAnswered, .messageStatus, .networkStatus: return true
         default: return false
         }
     }

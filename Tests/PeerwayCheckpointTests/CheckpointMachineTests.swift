@@ -240,7 +240,7 @@ struct CheckpointMachineTests {
         c.handshake(&h) // not registered: nothing to say
         var out: [CheckpointAction] = []
         h.machine.farewell(into: &out)
-        let sent = out.map { a -> (ByteBuffer, PeerEndpoint) in switch a { case .send(let b, let to): return (b, to) } }
+        let sent = out.compactMap { a -> (ByteBuffer, PeerEndpoint)? in if case .send(let b, let to) = a { return (b, to) }; return nil }
         #expect(Set(sent.map(\.1)) == [a.endpoint, b.endpoint])
         for (bytes, to) in sent {
             #expect(bytes.readableBytes == 12)

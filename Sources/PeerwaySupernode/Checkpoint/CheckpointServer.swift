@@ -9,6 +9,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import PeerwayCheckpoint
+import PeerwayIndex
 import PeerwaySTUN
 import ServiceLifecycle
 
@@ -39,14 +40,23 @@ public struct CheckpointServerConfiguration: Sendable {
     /// socket (now the callee's to close) and those 4 bytes. Called on the checkpoint's thread:
     /// return quickly. `nil`: such connections are closed.
     public var relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)?
+    /// The INDEX peers reach over their control channel (`nil`: INDEX requests are refused with
+    /// `unavailable`), and the presence table the checkpoint keeps for it (and for the
+    /// management API).
+    public var index: IndexControlService?
+    public var presence: IndexPresenceTable
 
     public init(listen: STUNAddress, advertisedHost: String? = nil, checkpoint: CheckpointConfiguration,
-                tcp: STUNAddress? = nil, relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)? = nil) {
+                tcp: STUNAddress? = nil, relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)? = nil,
+                index: IndexControlService? = nil, presence: IndexPresenceTable = IndexPresenceTable()) {
         self.listen = listen
         self.advertisedHost = advertisedHost
         self.checkpoint = checkpoint
         self.tcp = tcp
         self.relayHandoff = relayHandoff
+        self.index = index
+        self.presence = presence
+        self.checkpoint.index = index != nil
     }
 }
 
@@ -129,8 +139,11 @@ public final class CheckpointServer: Service, Sendable {
         }
         let worker: CheckpointWorker
         do {
-            worker = try CheckpointWorker(fd: fd, configuration: configuration.checkpoint,
-                                          tcp: tcp.map { CheckpointTCPConnections(listener: $0.fd, relayHandoff: configuration.relayHandoff) })
+            var checkpoint = configuration.checkpoint
+            checkpoint.index = configuration.index != nil
+            worker = try CheckpointWorker(fd: fd, configuration: checkpoint,
+                                          tcp: tcp.map { CheckpointTCPConnections(listener: $0.fd, relayHandoff: configuration.relayHandoff) },
+                                          index: try configuration.index.map { try CheckpointIndexBridge(service: $0, presence: configuration.presence) })
         } catch {
             close(fd)
             if let tcp { close(tcp.fd) }
@@ -177,10 +190,14 @@ final class CheckpointWorker: @unchecked Sendable {
     private let published = NIOLockedValueBox(CheckpointStatistics())
     /// The control channel over TCP, if any (used by the loop only).
     private let tcp: CheckpointTCPConnections?
+    /// The INDEX, if any.
+    private let index: CheckpointIndexBridge?
 
-    init(fd: Int32, configuration: CheckpointConfiguration, tcp: CheckpointTCPConnections? = nil) throws {
+    init(fd: Int32, configuration: CheckpointConfiguration, tcp: CheckpointTCPConnections? = nil,
+         index: CheckpointIndexBridge? = nil) throws {
         self.fd = fd
         self.tcp = tcp
+        self.index = index
         thread = try ServiceThread()
         machine = CheckpointMachine(configuration: configuration, directory: InMemoryLiveDirectory(), now: .now())
     }
@@ -194,6 +211,7 @@ final class CheckpointWorker: @unchecked Sendable {
     func stop() async {
         await thread.stop()
         close(fd)
+        index?.close()
     }
 
     private func loop() {
@@ -220,7 +238,10 @@ final class CheckpointWorker: @unchecked Sendable {
         actions.reserveCapacity(batch * 2)
         var datagram = ByteBuffer()
         datagram.reserveCapacity(recvSlot)
-        var polls = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.stopDescriptor, events: Int16(POLLIN), revents: 0)]
+        // Slots: the socket, the stop pipe, the INDEX's wake pipe (or nothing: -1), then TCP.
+        var polls = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.stopDescriptor, events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: index?.wakeDescriptor ?? -1, events: Int16(POLLIN), revents: 0)]
+        let firstTCPSlot = 3
         let tick = CheckpointMachine<InMemoryLiveDirectory>.tickMillis
         var nextTick = NIODeadline.now() + .milliseconds(Int64(tick))
 
@@ -249,7 +270,13 @@ final class CheckpointWorker: @unchecked Sendable {
             pending = 0
         }
         func emit() {
-            for case .send(let bytes, let to) in actions {
+            for action in actions {
+                let bytes: ByteBuffer, to: PeerEndpoint
+                switch action {
+                case .send(let b, let t): (bytes, to) = (b, t)
+                case .index(let context): index?.call(context); continue
+                case .presence(let peer, let online): index?.presenceChanged(peer, online: online); continue
+                }
                 // To a TCP connection's remote address: framed onto that connection.
                 if let tcp, tcp.send(bytes, to: to) { continue }
                 guard bytes.readableBytes <= sendSlot else { sendFailures += 1; continue }
@@ -266,7 +293,7 @@ final class CheckpointWorker: @unchecked Sendable {
         defer { tcp?.closeAll() }
         while true {
             if let tcp {
-                polls.removeSubrange(2...)
+                polls.removeSubrange(firstTCPSlot...)
                 tcp.pollDescriptors(into: &polls)
             }
             let remaining = (nextTick - NIODeadline.now()).nanoseconds / 1_000_000
@@ -304,8 +331,19 @@ final class CheckpointWorker: @unchecked Sendable {
                     if got < batch { break }
                 }
             }
+            if ready > 0, let index, polls[2].revents != 0 {
+                let now = NIODeadline.now()
+                for inbound in index.drain() {
+                    switch inbound {
+                    case .answer(let context, let result): machine.answerIndex(context, with: result, now: now, into: &actions)
+                    case .notify(let note): machine.pushNetworkStatus(note.status, to: note.to, now: now, into: &actions)
+                    }
+                }
+                emit()
+                flush()
+            }
             if ready > 0, let tcp {
-                tcp.handle(polls[2...], now: .now()) { frame, source in
+                tcp.handle(polls[firstTCPSlot...], now: .now()) { frame, source in
                     machine.receive(frame, from: source, now: .now(), into: &actions)
                     emit()
                 }
