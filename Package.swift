@@ -132,6 +132,7 @@ let package = Package(
                 "PeerwayIndex",
                 "PeerwayCheckpoint",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
