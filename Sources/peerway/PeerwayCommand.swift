@@ -13,6 +13,7 @@ struct PeerwayCommand: AsyncParsableCommand {
             BenchCommand.self,
             LabCommand.self,
             PeerCommand.self,
+            IndexCommand.self,
             IndexWriterCommand.self,
         ]
     )

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import PeerwayCheckpoint
+import PeerwayIndex
+import PeerwayIndexAPI
 import PeerwayRelay
 import PeerwaySTUN
 import NIOCore
@@ -18,7 +20,10 @@ struct SupernodeCommand: AsyncParsableCommand {
         discussion: """
         On loopback it needs no options: CHECKPOINT on 127.0.0.1:7400, STUN on 127.0.0.1:3478 with its \
         pair on 127.0.0.2:3479. It prints its address (peerway://KEY@HOST:PORT) and writes it to DATA_DIR/address; \
-        its key lives in DATA_DIR/supernode.key (created on first start, mode 0600).
+        its key lives in DATA_DIR/supernode.key (created on first start, mode 0600). The INDEX is \
+        DATA_DIR/index.sqlite unless --index names another; its management API listens on 127.0.0.1:7480 \
+        (--admin-listen), writes its URL to DATA_DIR/admin-url and takes the token in DATA_DIR/admin-token \
+        (created on first start, mode 0600) unless --admin-token or PEERWAY_ADMIN_TOKEN gives one.
         """
     )
 
@@ -55,6 +60,21 @@ struct SupernodeCommand: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Directory for the supernode's state (default ~/.peerway/supernode).")
     var dataDirectory: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".peerway/supernode").path
 
+    @Option(name: .long,
+            help: "INDEX storage: postgres://user:pass@host:port/db (PostgreSQL, shared by supernodes), or sqlite:DIR (DIR/index.sqlite); default: DATA_DIR/index.sqlite.")
+    var index: String?
+
+    @Option(name: .customLong("admin-listen"),
+            help: "INDEX management API (HTTP) address (HOST:PORT; default 127.0.0.1:7480, or a free port when --listen's port is 0).")
+    var adminListen: String?
+
+    @Option(name: .customLong("admin-token"),
+            help: "The management API's token (default: env PEERWAY_ADMIN_TOKEN, else DATA_DIR/admin-token, created on first start, mode 0600).")
+    var adminToken: String?
+
+    @Flag(name: .customLong("no-admin"), help: "Run without the INDEX management API.")
+    var noAdmin = false
+
     @Flag(name: .long, help: "Debug logging.") var verbose = false
 
     func run() async throws {
@@ -62,6 +82,19 @@ struct SupernodeCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let key = try SupernodeKey.loadOrCreate(at: dataDirectory + "/supernode.key")
+        // The INDEX: opened before the services that use it, closed after they have all stopped.
+        let indexStore: any IndexStore = try await openIndexStore(logger: logger)
+        do {
+            try await runServices(key: key, indexStore: indexStore, logger: logger)
+        } catch {
+            await indexStore.close()
+            throw error
+        }
+        await indexStore.close()
+    }
+
+    /// The services of this supernode, run until SIGINT or SIGTERM.
+    func runServices(key: SupernodeKey, indexStore: any IndexStore, logger: Logger) async throws {
         guard let listenAddress = STUNAddress(parsing: listen) else {
             throw ValidationError("--listen \(listen): expected IP:PORT, e.g. 0.0.0.0:7400 or [::]:7400")
         }
@@ -109,7 +142,52 @@ struct SupernodeCommand: AsyncParsableCommand {
             }
             services.append(stunServer)
         }
+        if !noAdmin {
+            services.append(try makeAdminServer(indexStore: indexStore, listen: listenAddress, logger: logger))
+        }
         try await runUntilSignalled(services, logger: logger)
+    }
+
+    /// The INDEX management API: on --admin-listen, with the token of --admin-token, the
+    /// environment or DATA_DIR/admin-token. It prints its URL and writes it to DATA_DIR/admin-url.
+    func makeAdminServer(indexStore: any IndexStore, listen: STUNAddress, logger: Logger) throws -> IndexAdminServer {
+        let text = adminListen ?? "127.0.0.1:\(listen.port == 0 ? 0 : IndexAPILimits.defaultPort)"
+        guard let (host, port) = IndexAdminConfiguration.parseListen(text) else {
+            throw ValidationError("--admin-listen \(text): expected HOST:PORT, e.g. 127.0.0.1:7480 or [::1]:7480")
+        }
+        let token: AdminToken
+        let tokenSource: String
+        if let given = adminToken {
+            (token, tokenSource) = (try AdminToken(given), "--admin-token")
+        } else if let given = ProcessInfo.processInfo.environment[AdminToken.environmentVariable] {
+            (token, tokenSource) = (try AdminToken(given), "$" + AdminToken.environmentVariable)
+        } else {
+            (token, tokenSource) = (try AdminToken.loadOrCreate(directory: dataDirectory), dataDirectory + "/" + AdminToken.fileName)
+        }
+        let urlFile = dataDirectory + "/admin-url"
+        try? FileManager.default.removeItem(atPath: urlFile)
+        return IndexAdminServer(configuration: IndexAdminConfiguration(
+            host: host, port: port, token: token, store: indexStore, logger: logger,
+            onListening: { url in
+                try? (url + "\n").write(toFile: urlFile, atomically: true, encoding: .utf8)
+                say("supernode: INDEX management API on \(url) (token: \(tokenSource))")
+            }))
+    }
+
+    /// The INDEX store `--index` names: PostgreSQL for a postgres:// URL, else SQLite (`sqlite:DIR`, or DATA_DIR).
+    func openIndexStore(logger: Logger) async throws -> any IndexStore {
+        let location = index ?? "sqlite:" + dataDirectory
+        if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
+            let store = try await PostgresIndexStore(url: location, logger: logger)
+            say("supernode: INDEX in \(store.location)")
+            return store
+        }
+        guard location.hasPrefix("sqlite:"), location.count > "sqlite:".count else {
+            throw ValidationError("--index \(location): expected postgres://user:pass@host:port/db or sqlite:DIR")
+        }
+        let store = try SQLiteIndexStore(directory: String(location.dropFirst("sqlite:".count)))
+        say("supernode: INDEX in \(store.path)")
+        return store
     }
 
     /// The RELAY of this supernode (not started): UDP and TCP on the --listen host, port 7401 by default.

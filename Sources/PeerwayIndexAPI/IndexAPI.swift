@@ -1,2 +1,0 @@
-// Placeholder: the management API lands here (issue 6).
-import PeerwayIndex
