@@ -70,8 +70,8 @@ enum IndexEntity {
 }
 
 extension IndexQuery {
-    /// Anchored subtrees estimated at this many candidates or more are found by walking ids in
-    /// order rather than by collecting their candidates: counts stop here.
+    /// Terms whose candidates number this many or more are walked in id order rather than
+    /// collected and sorted: counts stop here.
     static let collectLimit = 2_000
 
     /// The WHERE predicate on `<idExpression>`: every term an indexed lookup of the entity's own
@@ -81,31 +81,41 @@ extension IndexQuery {
     /// planner would turn into a semi-join (hashing whole tables, with statistics) and lose the
     /// early end of an ordered walk with LIMIT.
     func predicate(for entity: IndexEntity, id idExpression: String, dialect: SQLDialect = .sqlite) -> (sql: String, args: [SQLValue]) {
+        Self.predicate(root, for: entity, id: idExpression, dialect: dialect)
+    }
+
+    /// The predicate of one subtree (see `predicate(for:id:dialect:)`).
+    static func predicate(_ node: Node, for entity: IndexEntity, id idExpression: String, dialect: SQLDialect) -> (sql: String, args: [SQLValue]) {
         var args: [SQLValue] = []
-        let sql = Self.exists(root, entity: entity, id: idExpression, dialect: dialect, args: &args)
+        let sql = exists(node, entity: entity, id: idExpression, dialect: dialect, args: &args)
         return (sql, args)
     }
 
-    /// The condition on a metadata row's `value`/`num` for a test, and its arguments.
-    static func condition(_ test: Test, args: inout [SQLValue]) -> String {
+    /// The condition on a metadata row's `value`/`num` for a test, and its arguments. `fenced`
+    /// wraps the column in a no-op expression (`num + 0`, `value || ''`: same values, same
+    /// comparison and collation) that no index matches, so that the database walks the index the
+    /// engine chose (see `IndexEngine.BranchPlan.ownerWalk`) instead of trusting its estimate.
+    static func condition(_ test: Test, column: String = "", fenced: Bool = false, args: inout [SQLValue]) -> String {
+        let value = fenced ? "\(column)value || ''" : "\(column)value"
+        let num = fenced ? "\(column)num + 0" : "\(column)num"
         switch test {
         case .present:
             return ""
         case .equal(let v):
-            args.append(.text(v)); return " AND value = ?"
+            args.append(.text(v)); return " AND \(column)value = ?"
         case .notEqual(let v):
-            args.append(.text(v)); return " AND value <> ?"
+            args.append(.text(v)); return " AND \(column)value <> ?"
         case .prefix(let p):
             args.append(.text(p)); args.append(.text(p + prefixCeiling))
-            return " AND value >= ? AND value <= ?"
+            return " AND \(value) >= ? AND \(value) <= ?"
         case .greater(let n):
-            args.append(.real(n)); return " AND num > ?"
+            args.append(.real(n)); return " AND \(num) > ?"
         case .greaterOrEqual(let n):
-            args.append(.real(n)); return " AND num >= ?"
+            args.append(.real(n)); return " AND \(num) >= ?"
         case .less(let n):
-            args.append(.real(n)); return " AND num < ?"
+            args.append(.real(n)); return " AND \(num) < ?"
         case .lessOrEqual(let n):
-            args.append(.real(n)); return " AND num <= ?"
+            args.append(.real(n)); return " AND \(num) <= ?"
         }
     }
 
@@ -115,7 +125,7 @@ extension IndexQuery {
             return "1 = 1"
         case .term(let key, let test):
             args.append(.text(key))
-            let condition = condition(test, args: &args)
+            let condition = condition(test, column: "m.", args: &args)
             let lookup = "SELECT 1 FROM \(entity.metaTable) m WHERE m.\(entity.ownerColumn) = \(id) AND m.key = ?\(condition)"
             return dialect == .postgres ? "(\(lookup) LIMIT 1) IS NOT NULL" : "EXISTS (\(lookup))"
         case .and(let operands):
@@ -127,21 +137,70 @@ extension IndexQuery {
         }
     }
 
-    /// A term every match satisfies, found through the (key, value) or (key, num) index.
-    struct Anchor {
-        let key: String
-        let test: Test
+    /// The branches of a search: each operand of a top-level OR, else the whole query. The matches
+    /// are the union of the branches' matches, so each branch can be searched on its own.
+    var branches: [Node] {
+        if case .or(let operands) = root { return operands }
+        return [root]
     }
 
-    /// The terms an AND (or a lone term) requires, each of which alone yields a superset of the matches.
-    static func anchors(_ node: Node) -> [Anchor] {
-        switch node {
-        case .term(let key, let test): return [Anchor(key: key, test: test)]
-        case .and(let operands): return operands.flatMap { operand -> [Anchor] in
-            if case .term = operand { return anchors(operand) }
-            return []
+    /// One or more tests on one key that every match of a branch satisfies (its metadata row for
+    /// the key passes them all), found through the (key, value) or (key, num) index.
+    struct Anchor: Equatable {
+        let key: String
+        let tests: [Test]
+        /// Which operands of the branch's AND (0 for a lone term) the anchor stands for: a
+        /// candidate found through the anchor satisfies them, so they need no further check.
+        let covers: [Int]
+
+        /// An equality: its (key, value, owner) index lists candidates in owner order.
+        var isEquality: Bool {
+            if tests.count == 1, case .equal = tests[0] { return true }
+            return false
         }
+
+        /// The conditions on a metadata row (`column` its table's alias with a dot, or "").
+        func condition(column: String = "", fenced: Bool = false, args: inout [SQLValue]) -> String {
+            tests.map { IndexQuery.condition($0, column: column, fenced: fenced, args: &args) }.joined()
+        }
+    }
+
+    /// The anchors of a branch: each term it requires (an AND's term operands, or a lone term),
+    /// except that numeric bounds on one key merge into one range (`age>=20 AND age<30`).
+    static func anchors(_ branch: Node) -> [Anchor] {
+        let operands: [Node]
+        switch branch {
+        case .term: operands = [branch]
+        case .and(let list): operands = list
         default: return []
+        }
+        var anchors: [Anchor] = []
+        var ranges: [String: Int] = [:]  // key -> its range anchor's index
+        for (i, operand) in operands.enumerated() {
+            guard case .term(let key, let test) = operand else { continue }
+            switch test {
+            case .greater, .greaterOrEqual, .less, .lessOrEqual:
+                if let at = ranges[key] {
+                    anchors[at] = Anchor(key: key, tests: anchors[at].tests + [test], covers: anchors[at].covers + [i])
+                    continue
+                }
+                ranges[key] = anchors.count
+            default:
+                break
+            }
+            anchors.append(Anchor(key: key, tests: [test], covers: [i]))
+        }
+        return anchors
+    }
+
+    /// What is left of a branch to check on a candidate found through `anchor`: nil when nothing.
+    static func residual(_ branch: Node, after anchor: Anchor) -> Node? {
+        guard case .and(let operands) = branch else { return nil }
+        let rest = operands.enumerated().filter { !anchor.covers.contains($0.offset) }.map(\.element)
+        switch rest.count {
+        case 0: return nil
+        case 1: return rest[0]
+        default: return .and(rest)
         }
     }
 }

@@ -258,20 +258,12 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
 
     private func userPage(_ query: IndexQuery?, after: IndexCursor?, limit: Int) async throws(IndexError) -> IndexPage<IndexUser> {
         let start = try Self.after(after)
-        return try await read { engine, db in
-            let (ids, more) = try engine.ids(db, entity: .users, query: query, after: start, limit: limit)
-            let users = try engine.users(db, ids: ids)
-            return IndexPage(items: users, next: more ? ids.last.map { IndexCursor([$0]) } : nil)
-        }
+        return try await read { engine, db in try engine.userPage(db, query: query, after: start, limit: limit) }
     }
 
     private func networkPage(_ query: IndexQuery?, after: IndexCursor?, limit: Int) async throws(IndexError) -> IndexPage<IndexNetwork> {
         let start = try Self.after(after)
-        return try await read { engine, db in
-            let (ids, more) = try engine.ids(db, entity: .networks, query: query, after: start, limit: limit)
-            let networks = try engine.networks(db, ids: ids)
-            return IndexPage(items: networks, next: more ? ids.last.map { IndexCursor([$0]) } : nil)
-        }
+        return try await read { engine, db in try engine.networkPage(db, query: query, after: start, limit: limit) }
     }
 
     /// Refreshes the database's planner statistics (ANALYZE), as after a bulk import; PostgreSQL's
