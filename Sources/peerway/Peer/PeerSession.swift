@@ -72,14 +72,15 @@ actor PeerSession {
         case "refuse": start(command) { try await $0.answer(rest, accept: false) }
         case "send-bytes": start(command) { try await $0.sendBytes(rest) }
         case "close": start(command) { try await $0.closeTunnel(rest) }
-        default: output.error("unknown command '\(command)'; type help", command: command)
+        default:
+            if !handleIndex(command, rest) { output.error("unknown command '\(command)'; type help", command: command) }
         }
         return .more
     }
 
     /// Runs a command in its own task so a slow one (a message to a silent peer) does not hold
     /// the next line.
-    private func start(_ command: String, _ body: @escaping @Sendable (PeerSession) async throws -> Void) {
+    func start(_ command: String, _ body: @escaping @Sendable (PeerSession) async throws -> Void) {
         let id = UUID()
         running[id] = Task {
             do { try await body(self) } catch let error as UsageError {
@@ -314,6 +315,9 @@ actor PeerSession {
         close ID               close the tunnel with ID
         id                     print this peer's id
         quit
+
+        INDEX (accounts and virtual networks; answers carry ok and, on failure, error):
+        \(Self.indexHelp)
         """
         output.emit("help", [("text", .string(text))], human: text)
     }
@@ -361,6 +365,8 @@ actor PeerSession {
                 output.emit("connect-answer", [("peer", .string(d.peer.description)), ("accepted", .bool(d.accepted)),
                                                ("reason", .string(d.reason)), ("late", .bool(true))],
                             human: "\(d.peer) answered late: \(d.accepted ? "accepted" : "refused \(d.reason)")")
+            case .networkStatus(let status):
+                printMemberStatus(status)
             case .stopped(let reason):
                 output.emit("stopped", [("reason", .string("\(reason)"))], human: "stopped: \(reason)")
                 return
