@@ -121,9 +121,13 @@ struct SupernodeCommand: AsyncParsableCommand {
         if let relay {
             relayHandoff = { fd, firstBytes in relay.adoptTCP(fd: fd, firstBytes: firstBytes) }
         }
+        // Peers reach the INDEX over their control channel; the checkpoint's presence shows in
+        // member lists and in the management API.
+        let presence = IndexPresenceTable()
         let checkpoint = CheckpointServer(
             configuration: CheckpointServerConfiguration(listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
-                                                         checkpoint: checkpointConfiguration, tcp: tcpAddress, relayHandoff: relayHandoff),
+                                                         checkpoint: checkpointConfiguration, tcp: tcpAddress, relayHandoff: relayHandoff,
+                                                         index: IndexControlService(store: indexStore), presence: presence),
             logger: logger)
         let address = try checkpoint.start()
         try (address.description + "\n").write(toFile: dataDirectory + "/address", atomically: true, encoding: .utf8)
@@ -143,14 +147,14 @@ struct SupernodeCommand: AsyncParsableCommand {
             services.append(stunServer)
         }
         if !noAdmin {
-            services.append(try makeAdminServer(indexStore: indexStore, listen: listenAddress, logger: logger))
+            services.append(try makeAdminServer(indexStore: indexStore, presence: presence, listen: listenAddress, logger: logger))
         }
         try await runUntilSignalled(services, logger: logger)
     }
 
     /// The INDEX management API: on --admin-listen, with the token of --admin-token, the
     /// environment or DATA_DIR/admin-token. It prints its URL and writes it to DATA_DIR/admin-url.
-    func makeAdminServer(indexStore: any IndexStore, listen: STUNAddress, logger: Logger) throws -> IndexAdminServer {
+    func makeAdminServer(indexStore: any IndexStore, presence: any IndexPresence, listen: STUNAddress, logger: Logger) throws -> IndexAdminServer {
         let text = adminListen ?? "127.0.0.1:\(listen.port == 0 ? 0 : IndexAPILimits.defaultPort)"
         guard let (host, port) = IndexAdminConfiguration.parseListen(text) else {
             throw ValidationError("--admin-listen \(text): expected HOST:PORT, e.g. 127.0.0.1:7480 or [::1]:7480")
@@ -167,7 +171,7 @@ struct SupernodeCommand: AsyncParsableCommand {
         let urlFile = dataDirectory + "/admin-url"
         try? FileManager.default.removeItem(atPath: urlFile)
         return IndexAdminServer(configuration: IndexAdminConfiguration(
-            host: host, port: port, token: token, store: indexStore, logger: logger,
+            host: host, port: port, token: token, store: indexStore, presence: presence, logger: logger,
             onListening: { url in
                 try? (url + "\n").write(toFile: urlFile, atomically: true, encoding: .utf8)
                 say("supernode: INDEX management API on \(url) (token: \(tokenSource))")

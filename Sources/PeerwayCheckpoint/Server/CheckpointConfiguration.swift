@@ -64,6 +64,9 @@ public struct CheckpointConfiguration: Sendable {
     /// Milliseconds the answer to an INDEX request is remembered to answer its retransmissions
     /// (so a retransmitted sign-up gets its own answer, not "username taken").
     public static let indexAnswerMemoryMillis: UInt64 = 20_000
+    /// Most INDEX answers remembered at once (each at most one frame, ~1.2 KB): past it the
+    /// oldest are forgotten before their time.
+    public static let maximumRememberedIndexAnswers = 50_000
 
     public init(key: SupernodeKey) { self.key = key }
 }

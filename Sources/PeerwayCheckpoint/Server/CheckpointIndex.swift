@@ -59,6 +59,11 @@ struct IndexCallTable {
         release(key.session)
         answered[key] = answer
         order.append((key, ms + CheckpointConfiguration.indexAnswerMemoryMillis))
+        // Bounded memory: past the limit the oldest answers are forgotten early.
+        while answered.count > CheckpointConfiguration.maximumRememberedIndexAnswers, head < order.count {
+            answered[order[head].key] = nil
+            head += 1
+        }
         return true
     }
 
