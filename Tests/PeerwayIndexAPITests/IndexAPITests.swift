@@ -1,2 +1,0 @@
-// Placeholder: the management API's tests land here (issue 6).
-import Testing
