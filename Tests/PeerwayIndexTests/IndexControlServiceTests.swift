@@ -23,8 +23,8 @@ struct ControlScene {
         await service.handle(IndexCallContext(peer: p, session: 1, requestID: 1, source: PeerEndpoint(ip: .v4(ip), port: 4000), call: call))
     }
 
-    func ok(_ p: PeerID, _ c: IndexCall, sourceLocation: SourceLocation = #_sourceLocation) async -> IndexReply? {
-        let outcome = await call(p, c)
+    func ok(_ p: PeerID, _ c: IndexCall, from ip: UInt32 = 0xC633_6401, sourceLocation: SourceLocation = #_sourceLocation) async -> IndexReply? {
+        let outcome = await call(p, c, from: ip)
         switch outcome.result {
         case .success(let reply): return reply
         case .failure(let f):
@@ -97,6 +97,19 @@ struct IndexControlServiceTests {
                 _ = await s.refused(S.carol, .login(username: "nobody\(i)", password: "guess1234"), from: 0x0A00_0001)
             }
             #expect(await s.refused(S.carol, .login(username: "alice", password: "correct horse"), from: 0x0A00_0001)?.code == .rateLimited)
+        }
+    }
+
+    @Test("sign-ups are limited per source address (each costs a memory-hard hash); another source is not held back")
+    func signupLimit() async throws {
+        try await withControlScene { s in
+            for i in 0..<IndexControlLimits.signupBurstPerSource {
+                _ = await s.ok(peer(200 + UInt64(i)), .signup(username: "user\(i)", password: "password\(i)", metadata: PeerMetadata()))
+            }
+            #expect(await s.refused(peer(300), .signup(username: "one-more", password: "password!", metadata: PeerMetadata()))?.code == .rateLimited)
+            #expect(await s.refused(peer(301), .signup(username: "elsewhere", password: "password!", metadata: PeerMetadata()), from: 0x0A00_0009) == nil)
+            s.time.advance(IndexControlLimits.signupRefillPerSource)
+            #expect(await s.refused(peer(300), .signup(username: "one-more", password: "password!", metadata: PeerMetadata())) == nil)
         }
     }
 
@@ -196,7 +209,8 @@ struct IndexControlServiceTests {
             for i in 0..<12 {
                 var meta = big
                 meta["city"] = i % 2 == 0 ? "paris" : "oslo"
-                _ = await s.ok(peer(100 + UInt64(i)), .signup(username: "user\(i)", password: "password\(i)", metadata: try PeerMetadata(meta)))
+                _ = await s.ok(peer(100 + UInt64(i)), .signup(username: "user\(i)", password: "password\(i)", metadata: try PeerMetadata(meta)),
+                               from: 0x0A00_0100 + UInt32(i))
             }
             var seen: [String] = []
             var after: String?

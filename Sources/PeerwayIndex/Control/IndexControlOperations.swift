@@ -6,6 +6,9 @@ extension IndexControlService {
         let peer = context.peer
         switch context.call {
         case .signup(let username, let password, let metadata):
+            let source = context.source.ipString
+            try signups.check(user: username, source: source, now: clock())
+            signups.recordFailure(user: username, source: source, now: clock())
             let user = try await store.createUser(name: username, password: password, metadata: metadata.dictionary)
             remember(user)
             _ = try await store.login(user: user.id, peer: peer)

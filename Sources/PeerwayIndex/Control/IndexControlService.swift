@@ -29,6 +29,10 @@ public enum IndexControlLimits {
     public static let defaultPage = 20
     /// Networks one peer may watch at once (as many as a user may belong to).
     public static let maximumWatchedNetworksPerPeer = IndexLimits.maximumNetworksPerUser
+    /// Sign-ups one source address may make at once; each costs a memory-hard password hash.
+    public static let signupBurstPerSource = 10
+    /// Time to earn back one sign-up per source (10 a minute once the burst is spent).
+    public static let signupRefillPerSource: Duration = .seconds(6)
     /// Usernames remembered by id (names never change and ids are never reused, so entries never
     /// go stale; the cache is emptied when full).
     public static let maximumCachedNames = 100_000
@@ -46,6 +50,10 @@ public actor IndexControlService {
     let store: any IndexStore
     let clock: @Sendable () -> ContinuousClock.Instant
     var limiter = LoginLimiter<String>()
+    /// Sign-ups per source address (every attempt takes a token; the per-name rule never binds).
+    var signups = LoginLimiter<String>(perUser: .init(burst: Int.max / 2, refill: .seconds(1)),
+                                       perSource: .init(burst: IndexControlLimits.signupBurstPerSource,
+                                                        refill: IndexControlLimits.signupRefillPerSource))
 
     /// Online peers that are logged in, by user, and back.
     var onlineByUser: [UserID: Set<PeerID>] = [:]
