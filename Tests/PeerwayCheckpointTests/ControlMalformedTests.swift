@@ -265,7 +265,7 @@ struct ControlMalformedTests {
             Self.expectInvalid(Self.edited(.connectRequested(IncomingConnectRequest(from: S.peerA, requestID: 1, transport: .udp, note: ""))) { $0[29] = raw },
                                mentioning: ["connectRequested.transport"])
         }
-        for raw: UInt16 in [0, 11, 0xFFFF] {
+        for raw: UInt16 in [0, 17, 0xFFFF] {
             Self.expectInvalid(Self.edited(.error(ControlFailure(.badRequest, ""))) { $0[5] = UInt8(raw >> 8); $0[6] = UInt8(raw & 0xFF) },
                                mentioning: ["error.code", "\(raw)"])
         }

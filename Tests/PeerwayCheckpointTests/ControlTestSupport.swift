@@ -176,6 +176,7 @@ enum ControlSamples {
         e("ack", .ack, 0x5000_000A),
         e("welcome", .welcome(Welcome(observed: v4, keepaliveSeconds: 25, serverTimeMillis: 1_763_719_200_123)), 0),
     ] + TraversalSamples.frames
+        + IndexSamples.frames.enumerated().map { e("index \($0.offset)", $0.element, UInt32($0.offset)) }
 
     static let ephemeral: [UInt8] = (0..<32).map { UInt8(0xA0 + $0) }
     static let cookie: [UInt8] = (0..<16).map { UInt8(0x30 + $0) }

@@ -32,10 +32,8 @@ struct IndexCallTable {
 
     private var inFlight: Set<Key> = []
     private var inFlightPerSession: [UInt64: Int] = [:]
-    private var answered: [Key: ControlFrame] = [:]
-    /// `answered`'s keys in the order they were added, with when to forget each.
-    private var order: [(key: Key, forgetMillis: UInt64)] = []
-    private var head = 0
+    private var answered = TimedMemory<Key, ControlFrame>(lifetimeMillis: CheckpointConfiguration.indexAnswerMemoryMillis,
+                                                          capacity: CheckpointConfiguration.maximumRememberedIndexAnswers)
 
     enum Admission: Equatable {
         case run
@@ -57,13 +55,7 @@ struct IndexCallTable {
     mutating func finish(_ key: Key, answer: ControlFrame, ms: UInt64) -> Bool {
         guard inFlight.remove(key) != nil else { return false }
         release(key.session)
-        answered[key] = answer
-        order.append((key, ms + CheckpointConfiguration.indexAnswerMemoryMillis))
-        // Bounded memory: past the limit the oldest answers are forgotten early.
-        while answered.count > CheckpointConfiguration.maximumRememberedIndexAnswers, head < order.count {
-            answered[order[head].key] = nil
-            head += 1
-        }
+        answered.remember(answer, for: key, ms: ms)
         return true
     }
 
@@ -73,16 +65,7 @@ struct IndexCallTable {
         inFlightPerSession[session] = nil
     }
 
-    mutating func forget(before ms: UInt64) {
-        while head < order.count, order[head].forgetMillis <= ms {
-            answered[order[head].key] = nil
-            head += 1
-        }
-        if head > 1024, head * 2 > order.count {
-            order.removeFirst(head)
-            head = 0
-        }
-    }
+    mutating func forget(dueAt ms: UInt64) { answered.forget(dueAt: ms) }
 
     var inFlightCount: Int { inFlight.count }
 

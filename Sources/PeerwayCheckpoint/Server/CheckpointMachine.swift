@@ -42,11 +42,8 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     var wheelCursor: UInt64
     var pushes: [PushKey: PendingPush] = [:]
     var flightsBySender: [SenderMessageKey: PushKey] = [:]
-    var recentOutcomes: [SenderMessageKey: MessageOutcome.Outcome] = [:]
-    /// `recentOutcomes`' keys in the order they were added, with when to forget each (a FIFO:
-    /// every entry lives the same time, so the oldest is always at `outcomeHead`).
-    var outcomeOrder: [(key: SenderMessageKey, forgetMillis: UInt64)] = []
-    var outcomeHead = 0
+    /// Final outcomes of finished messages, to answer their senders' retransmissions.
+    var recentOutcomes = TimedMemory<SenderMessageKey, MessageOutcome.Outcome>(lifetimeMillis: CheckpointConfiguration.messageOutcomeMemoryMillis)
     var watchersOf: [PeerID: Set<PeerID>] = [:]
     var watching: [PeerID: Set<PeerID>] = [:]
     var negotiations: [NegotiationKey: Negotiation] = [:]
@@ -279,21 +276,9 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         retransmitPushes(ms: ms, into: &out)
         timeOutNegotiations(ms: ms, into: &out)
         timeOutTraversals(ms: ms, into: &out)
-        indexCalls.forget(before: ms)
-        forgetOutcomes(ms: ms)
+        indexCalls.forget(dueAt: ms)
+        recentOutcomes.forget(dueAt: ms)
         helloLimiter.sweep(now: now)
-    }
-
-    /// Drops remembered message outcomes whose time is up (oldest first).
-    private mutating func forgetOutcomes(ms: UInt64) {
-        while outcomeHead < outcomeOrder.count, outcomeOrder[outcomeHead].forgetMillis <= ms {
-            recentOutcomes[outcomeOrder[outcomeHead].key] = nil
-            outcomeHead += 1
-        }
-        if outcomeHead > 4096, outcomeHead * 2 > outcomeOrder.count {
-            outcomeOrder.removeFirst(outcomeHead)
-            outcomeHead = 0
-        }
     }
 
     private mutating func retransmitPushes(ms: UInt64, into out: inout [CheckpointAction]) {

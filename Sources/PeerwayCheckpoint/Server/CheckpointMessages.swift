@@ -44,9 +44,7 @@ extension CheckpointMachine {
     }
 
     private mutating func remember(_ key: SenderMessageKey, _ outcome: MessageOutcome.Outcome, ms: UInt64) {
-        if recentOutcomes.updateValue(outcome, forKey: key) == nil {
-            outcomeOrder.append((key, ms + CheckpointConfiguration.messageOutcomeMemoryMillis))
-        }
+        recentOutcomes.remember(outcome, for: key, ms: ms)
     }
 
     /// A push was acknowledged.
