@@ -117,14 +117,24 @@ struct CheckpointTCPTests {
         }
         #expect(server.statistics().tcp.accepted == 0)
 
+        // The delay is honoured both ways: 100 ms falls back well before a 4 s one does (the
+        // bounds leave room for a loaded machine; the default is 1 s).
         var quick = Self.options()
         quick.tcpFallbackDelay = .milliseconds(100)
-        let started = ContinuousClock.now
+        var started = ContinuousClock.now
         let peer = try await Peer.start(identity: PeerIdentity(), supernodes: [blocked], options: quick)
         let took = ContinuousClock.now - started
-        #expect(took < .milliseconds(900), "\(took)")
+        #expect(took < .milliseconds(2500), "\(took)")
         #expect(await Self.eventually(server) { $0.tcp.accepted == 1 && $0.registered == 1 })
         await peer.stop()
+        var slow = Self.options()
+        slow.tcpFallbackDelay = .seconds(4)
+        started = ContinuousClock.now
+        let late = try await Peer.start(identity: PeerIdentity(), supernodes: [blocked], options: slow)
+        let tookSlow = ContinuousClock.now - started
+        #expect(tookSlow >= .seconds(4), "\(tookSlow)")
+        #expect(tookSlow > took + .milliseconds(1500), "\(took) vs \(tookSlow)")
+        await late.stop()
         await server.stop()
         try await silent.channel.close()
     }
