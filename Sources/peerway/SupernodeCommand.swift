@@ -123,11 +123,11 @@ struct SupernodeCommand: AsyncParsableCommand {
         }
         // Peers reach the INDEX over their control channel; the checkpoint's presence shows in
         // member lists and in the management API.
-        let presence = IndexPresenceTable()
+        let index = IndexControlService(store: indexStore)
         let checkpoint = CheckpointServer(
             configuration: CheckpointServerConfiguration(listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
                                                          checkpoint: checkpointConfiguration, tcp: tcpAddress, relayHandoff: relayHandoff,
-                                                         index: IndexControlService(store: indexStore), presence: presence),
+                                                         index: index),
             logger: logger)
         let address = try checkpoint.start()
         try (address.description + "\n").write(toFile: dataDirectory + "/address", atomically: true, encoding: .utf8)
@@ -147,7 +147,7 @@ struct SupernodeCommand: AsyncParsableCommand {
             services.append(stunServer)
         }
         if !noAdmin {
-            services.append(try makeAdminServer(indexStore: indexStore, presence: presence, listen: listenAddress, logger: logger))
+            services.append(try makeAdminServer(indexStore: indexStore, presence: index.presence, listen: listenAddress, logger: logger))
         }
         try await runUntilSignalled(services, logger: logger)
     }

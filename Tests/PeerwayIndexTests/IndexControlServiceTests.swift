@@ -38,6 +38,19 @@ struct ControlScene {
         return nil
     }
 
+    /// The checkpoint's order: the presence table first, then the service.
+    @discardableResult
+    func online(_ p: PeerID) async -> [IndexNotification] {
+        service.presence.set(p, online: true)
+        return await service.peerOnline(p)
+    }
+
+    @discardableResult
+    func offline(_ p: PeerID) async -> [IndexNotification] {
+        service.presence.set(p, online: false)
+        return await service.peerOffline(p)
+    }
+
     func members(_ p: PeerID, _ network: String) async -> [String: Bool] {
         guard case .members(_, let page) = await ok(p, .members(network: network, page: IndexPageRequest())) else { return [:] }
         return Dictionary(uniqueKeysWithValues: page.items.map { ($0.name, $0.online) })
@@ -117,8 +130,8 @@ struct IndexControlServiceTests {
     func networkPresence() async throws {
         try await withControlScene { s in
             // Both peers are registered with the checkpoint.
-            _ = await s.service.peerOnline(S.alice)
-            _ = await s.service.peerOnline(S.bob)
+            _ = await s.online(S.alice)
+            _ = await s.online(S.bob)
             _ = await s.ok(S.alice, .signup(username: "alice", password: "correct horse", metadata: PeerMetadata()))
             guard case .network(let lab) = await s.ok(S.alice, .createNetwork(name: "lab", access: .open, metadata: try PeerMetadata(["topic": "nat"]))) else { return }
             #expect(lab.role == .owner && lab.owner == "alice")
@@ -138,19 +151,19 @@ struct IndexControlServiceTests {
             #expect(await s.members(S.bob, "lab") == ["alice": true, "bob": true])
 
             // Bob goes offline: alice is told; the list shows it.
-            var notes = await s.service.peerOffline(S.bob)
+            var notes = await s.offline(S.bob)
             #expect(notes.map(\.to) == [S.alice])
             #expect(notes.first?.status.online == false)
             #expect(notes.first?.status.name == "bob")
             #expect(await s.members(S.alice, "lab") == ["alice": true, "bob": false])
             // Bob comes back (still logged in: the session is bound to his key): alice is told.
-            notes = await s.service.peerOnline(S.bob)
+            notes = await s.online(S.bob)
             #expect(notes.map(\.to) == [S.alice])
             #expect(notes.first?.status.online == true)
             // Bob watches again (a client renews its watches after re-registering); alice goes
             // offline and bob is told.
             _ = await s.ok(S.bob, .watchNetwork("lab"))
-            notes = await s.service.peerOffline(S.alice)
+            notes = await s.offline(S.alice)
             #expect(notes.map(\.to) == [S.bob])
             #expect(notes.first?.status.name == "alice")
             #expect(notes.first?.status.online == false)

@@ -20,7 +20,7 @@ final class IndexScene: @unchecked Sendable {
         let store = try SQLiteIndexStore(directory: directory, hasher: .testing)
         let server = CheckpointServer(configuration: CheckpointServerConfiguration(
             listen: STUNAddress(ip: .v4(0x7F00_0001), port: port), checkpoint: CheckpointConfiguration(key: key),
-            index: IndexControlService(store: store), presence: presence))
+            index: IndexControlService(store: store, presence: presence)))
         let address = try server.start()
         port = address.port
         self.store = store

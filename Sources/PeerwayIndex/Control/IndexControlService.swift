@@ -58,31 +58,33 @@ public actor IndexControlService {
     /// Online peers that are logged in, by user, and back.
     var onlineByUser: [UserID: Set<PeerID>] = [:]
     var userOfOnlinePeer: [PeerID: UserID] = [:]
-    /// Registered peers (logged in or not).
-    var online: Set<PeerID> = []
+    /// Registered peers (logged in or not), as the checkpoint records them: the owner sets a peer
+    /// online or offline here at once, then tells this service (`peerOnline` / `peerOffline`).
+    public nonisolated let presence: IndexPresenceTable
     var watchers: [NetworkID: Set<PeerID>] = [:]
     var watching: [PeerID: Set<NetworkID>] = [:]
     var names: [UserID: String] = [:]
 
     /// `clock` is injected so tests control the login limiter's time.
-    public init(store: any IndexStore, clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+    public init(store: any IndexStore, presence: IndexPresenceTable = IndexPresenceTable(),
+                clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
         self.store = store
+        self.presence = presence
         self.clock = clock
     }
 
     // MARK: - Presence
 
-    /// A peer registered with the checkpoint. When it is logged in, the members of its user's
-    /// networks who watch them are told.
+    /// A peer registered with the checkpoint (already set online in `presence`). When it is
+    /// logged in, the members of its user's networks who watch them are told.
     public func peerOnline(_ peer: PeerID) async -> [IndexNotification] {
-        online.insert(peer)
         guard let session = try? await store.session(of: peer) else { return [] }
         return await attach(peer, to: session.user)
     }
 
-    /// A peer's registration ended: its watches end, and watchers of its user's networks are told.
+    /// A peer's registration ended (already set offline in `presence`): its watches end, and
+    /// watchers of its user's networks are told.
     public func peerOffline(_ peer: PeerID) async -> [IndexNotification] {
-        online.remove(peer)
         dropWatches(of: peer)
         return await detach(peer)
     }
@@ -92,7 +94,7 @@ public actor IndexControlService {
 
     /// Marks `peer` as logged in as `user` (when online) and notifies the user's networks' watchers.
     func attach(_ peer: PeerID, to user: UserID) async -> [IndexNotification] {
-        guard online.contains(peer), userOfOnlinePeer[peer] != user else { return [] }
+        guard presence.isOnline(peer), userOfOnlinePeer[peer] != user else { return [] }
         var out = await detach(peer)
         userOfOnlinePeer[peer] = user
         onlineByUser[user, default: []].insert(peer)

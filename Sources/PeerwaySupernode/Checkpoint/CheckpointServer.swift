@@ -41,21 +41,18 @@ public struct CheckpointServerConfiguration: Sendable {
     /// return quickly. `nil`: such connections are closed.
     public var relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)?
     /// The INDEX peers reach over their control channel (`nil`: INDEX requests are refused with
-    /// `unavailable`), and the presence table the checkpoint keeps for it (and for the
-    /// management API).
+    /// `unavailable`). The checkpoint keeps its `presence` table (read by the management API too).
     public var index: IndexControlService?
-    public var presence: IndexPresenceTable
 
     public init(listen: STUNAddress, advertisedHost: String? = nil, checkpoint: CheckpointConfiguration,
                 tcp: STUNAddress? = nil, relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)? = nil,
-                index: IndexControlService? = nil, presence: IndexPresenceTable = IndexPresenceTable()) {
+                index: IndexControlService? = nil) {
         self.listen = listen
         self.advertisedHost = advertisedHost
         self.checkpoint = checkpoint
         self.tcp = tcp
         self.relayHandoff = relayHandoff
         self.index = index
-        self.presence = presence
         self.checkpoint.index = index != nil
     }
 }
@@ -143,7 +140,7 @@ public final class CheckpointServer: Service, Sendable {
             checkpoint.index = configuration.index != nil
             worker = try CheckpointWorker(fd: fd, configuration: checkpoint,
                                           tcp: tcp.map { CheckpointTCPConnections(listener: $0.fd, relayHandoff: configuration.relayHandoff) },
-                                          index: try configuration.index.map { try CheckpointIndexBridge(service: $0, presence: configuration.presence) })
+                                          index: try configuration.index.map { try CheckpointIndexBridge(service: $0) })
         } catch {
             close(fd)
             if let tcp { close(tcp.fd) }

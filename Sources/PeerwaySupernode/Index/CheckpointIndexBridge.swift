@@ -33,7 +33,6 @@ final class CheckpointIndexBridge: @unchecked Sendable {
     }
 
     let service: IndexControlService
-    let presence: IndexPresenceTable
     /// Readable when the inbox has something: the checkpoint's loop polls it.
     let wakeDescriptor: Int32
     private let wakeWriter: Int32
@@ -41,7 +40,7 @@ final class CheckpointIndexBridge: @unchecked Sendable {
     private let presenceChanges: AsyncStream<(PeerID, Bool)>.Continuation
     private let presenceTask: Task<Void, Never>
 
-    init(service: IndexControlService, presence: IndexPresenceTable) throws {
+    init(service: IndexControlService) throws {
         var p: [Int32] = [0, 0]
         guard pipe(&p) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         _ = fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK)
@@ -49,7 +48,6 @@ final class CheckpointIndexBridge: @unchecked Sendable {
         wakeDescriptor = p[0]
         wakeWriter = p[1]
         self.service = service
-        self.presence = presence
         let (stream, continuation) = AsyncStream<(PeerID, Bool)>.makeStream()
         presenceChanges = continuation
         let inbox = self.inbox, writer = p[1]
@@ -72,7 +70,7 @@ final class CheckpointIndexBridge: @unchecked Sendable {
 
     /// From the checkpoint's thread: a peer registered or its registration ended.
     func presenceChanged(_ peer: PeerID, online: Bool) {
-        presence.set(peer, online: online)
+        service.presence.set(peer, online: online)
         presenceChanges.yield((peer, online))
     }
 
