@@ -31,6 +31,19 @@ public final class PostgresIndexStore: SQLIndexStore, @unchecked Sendable {
         super.init(driver: driver, hasher: hasher, now: now)
     }
 
+    /// `VACUUM (ANALYZE)`: the planner's statistics, and the visibility map, without which index-only
+    /// scans (search counts, walks of the (key, value, owner) index) read each row's table page
+    /// too. Autovacuum does both by itself in time; after a bulk import this does it at once.
+    /// VACUUM cannot run inside a transaction.
+    override public func analyze() async throws(IndexError) {
+        guard let driver = driver as? PostgresDriver else { return try await super.analyze() }
+        do {
+            _ = try await driver.withoutTransaction { db in try db.execute("VACUUM (ANALYZE)", []) }
+        } catch {
+            throw SQLIndexStore.indexError(error)
+        }
+    }
+
     /// Parses a `postgres://` or `postgresql://` URL.
     public static func configuration(_ url: String) throws(IndexError) -> PostgresClient.Configuration {
         guard let components = URLComponents(string: url), components.scheme == "postgres" || components.scheme == "postgresql",

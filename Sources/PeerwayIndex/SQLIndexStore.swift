@@ -267,7 +267,8 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
     }
 
     /// Refreshes the database's planner statistics (ANALYZE), as after a bulk import; PostgreSQL's
-    /// autovacuum does it by itself in time, SQLite keeps none until asked.
+    /// autovacuum does it by itself in time, SQLite keeps none until asked. PostgreSQL's store
+    /// also vacuums (see `PostgresIndexStore.analyze`).
     public func analyze() async throws(IndexError) {
         try await write { _, db in try db.execute("ANALYZE", []) }
     }

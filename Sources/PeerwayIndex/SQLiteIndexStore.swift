@@ -145,9 +145,11 @@ struct GRDBConnection: SQLConnection {
     }
 
     @discardableResult
-    /// The engine's fixed statements are prepared once per connection and kept; searches (whose
+    /// The engine's fixed statements are prepared once per connection and kept, as are searches of
+    /// one anchor and nothing else to check (a few texts per entity); searches with checks (whose
     /// text varies with the query's shape, "EXISTS" in every one) and statements with generated
-    /// lists (more than 8 arguments) are prepared each time, so that the cache stays bounded.
+    /// lists or several branches (more than 8 arguments) are prepared each time, so that the
+    /// cache stays bounded.
     private func statement(_ sql: String) throws -> Statement {
         let generated = sql.contains("EXISTS") || sql.utf8.lazy.filter({ $0 == UInt8(ascii: "?") }).count > 8
         return generated ? try db.makeStatement(sql: sql) : try db.cachedStatement(sql: sql)
