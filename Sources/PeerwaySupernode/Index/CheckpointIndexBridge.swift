@@ -20,8 +20,10 @@ import PeerwayIndex
        machine.answerIndex / pushNetworkStatus -> sealed datagrams
 
  The machine stays on its thread; the store's work runs on the pool and comes back through a
- locked inbox and a pipe the thread polls. Presence changes are handled one at a time in the
- order the machine saw them, so a peer's online and offline never swap.
+ locked inbox and a pipe the thread polls. Presence changes go to `presenceLanes` lanes by PeerID:
+ one peer's changes are handled one at a time in the order the machine saw them (its online and
+ offline never swap), while different peers' session lookups overlap (a restarted supernode sees
+ its peers register again thousands a second).
 */
 
 /// Connects a checkpoint's machine to an `IndexControlService` (see the flow above).
@@ -37,8 +39,10 @@ final class CheckpointIndexBridge: @unchecked Sendable {
     let wakeDescriptor: Int32
     private let wakeWriter: Int32
     private let inbox = NIOLockedValueBox<[Inbound]>([])
-    private let presenceChanges: AsyncStream<(PeerID, Bool)>.Continuation
-    private let presenceTask: Task<Void, Never>
+    /// Lanes of presence changes handled in parallel (a peer always goes to the same lane).
+    static let presenceLanes = 8
+    private let presenceChanges: [AsyncStream<(PeerID, Bool)>.Continuation]
+    private let presenceTasks: [Task<Void, Never>]
 
     init(service: IndexControlService) throws {
         var p: [Int32] = [0, 0]
@@ -48,15 +52,21 @@ final class CheckpointIndexBridge: @unchecked Sendable {
         wakeDescriptor = p[0]
         wakeWriter = p[1]
         self.service = service
-        let (stream, continuation) = AsyncStream<(PeerID, Bool)>.makeStream()
-        presenceChanges = continuation
         let inbox = self.inbox, writer = p[1]
-        presenceTask = Task {
-            for await (peer, online) in stream {
-                let notes = online ? await service.peerOnline(peer) : await service.peerOffline(peer)
-                Self.deliver(notes.map { .notify($0) }, inbox: inbox, writer: writer)
-            }
+        var continuations: [AsyncStream<(PeerID, Bool)>.Continuation] = []
+        var tasks: [Task<Void, Never>] = []
+        for _ in 0..<Self.presenceLanes {
+            let (stream, continuation) = AsyncStream<(PeerID, Bool)>.makeStream()
+            continuations.append(continuation)
+            tasks.append(Task {
+                for await (peer, online) in stream {
+                    let notes = online ? await service.peerOnline(peer) : await service.peerOffline(peer)
+                    Self.deliver(notes.map { .notify($0) }, inbox: inbox, writer: writer)
+                }
+            })
         }
+        presenceChanges = continuations
+        presenceTasks = tasks
     }
 
     /// From the checkpoint's thread: runs the call on the pool; its answer comes back through the inbox.
@@ -71,7 +81,7 @@ final class CheckpointIndexBridge: @unchecked Sendable {
     /// From the checkpoint's thread: a peer registered or its registration ended.
     func presenceChanged(_ peer: PeerID, online: Bool) {
         service.presence.set(peer, online: online)
-        presenceChanges.yield((peer, online))
+        presenceChanges[Int(peer.low % UInt64(Self.presenceLanes))].yield((peer, online))
     }
 
     /// From the checkpoint's thread, when `wakeDescriptor` is readable: what came back.
@@ -94,8 +104,8 @@ final class CheckpointIndexBridge: @unchecked Sendable {
 
     /// Stops the presence task and closes the pipe (after the checkpoint's thread stopped).
     func close() {
-        presenceChanges.finish()
-        presenceTask.cancel()
+        presenceChanges.forEach { $0.finish() }
+        presenceTasks.forEach { $0.cancel() }
         #if canImport(Glibc)
         _ = Glibc.close(wakeDescriptor)
         _ = Glibc.close(wakeWriter)
