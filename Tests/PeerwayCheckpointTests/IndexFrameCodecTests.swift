@@ -16,6 +16,7 @@ enum IndexSamples {
         .changePassword(old: "correct horse", new: "battery staple"),
         .whoami,
         .updateProfile(update),
+        .deleteAccount(password: "correct horse"),
         .createNetwork(name: "lab", access: .inviteOnly, metadata: S.fullMetadata),
         .updateNetwork(name: "lab", access: nil, metadata: update),
         .updateNetwork(name: "lab", access: .open, metadata: MetadataUpdate(replace: false, changes: [])),

@@ -167,10 +167,24 @@ struct IndexControlServiceTests {
             #expect(notes.map(\.to) == [S.bob])
             #expect(notes.first?.status.name == "alice")
             #expect(notes.first?.status.online == false)
-            // Alice's logout (from another peer binding) and bob's leave: watchers see them go.
+            // Bob leaves: nobody else watches (alice is offline), nobody is told.
             let leave = await s.call(S.bob, .leave(network: "lab"))
-            #expect(leave.notifications.isEmpty) // alice is offline, nobody else watches
+            #expect(leave.notifications.isEmpty)
             #expect(await s.refused(S.bob, .members(network: "lab", page: IndexPageRequest()))?.code == .notFound)
+            // Bob joins again and deletes his account (password confirmed): alice, back and
+            // watching, sees him go; he is logged out.
+            await s.online(S.alice)
+            _ = await s.ok(S.alice, .watchNetwork("lab"))
+            _ = await s.ok(S.bob, .join(network: "lab"))
+            #expect(await s.refused(S.bob, .deleteAccount(password: "not-his-password"))?.code == .badCredentials)
+            let deleted = await s.call(S.bob, .deleteAccount(password: "hunter2222"))
+            #expect(deleted.result == .success(.done))
+            #expect(deleted.notifications.map(\.to) == [S.alice])
+            #expect(deleted.notifications.first?.status.name == "bob" && deleted.notifications.first?.status.online == false)
+            #expect(await s.refused(S.bob, .whoami)?.code == .notLoggedIn)
+            #expect(await s.members(S.alice, "lab") == ["alice": true])
+            // The owner of a network cannot delete the account.
+            #expect(await s.refused(S.alice, .deleteAccount(password: "correct horse"))?.code == .forbidden)
         }
     }
 

@@ -29,6 +29,12 @@ extension Peer {
         _ = try await index(.changePassword(old: old, new: new), "change password")
     }
 
+    /// Deletes the logged-in user's account, confirmed by its password (refused while the user
+    /// owns a network: delete or transfer those first).
+    public func deleteAccount(password: String) async throws(PeerError) {
+        _ = try await index(.deleteAccount(password: password), "delete account")
+    }
+
     /// The user this peer is logged in as.
     public func currentUser() async throws(PeerError) -> IndexUserEntry {
         try await user(.whoami, "whoami")

@@ -82,6 +82,8 @@ extension IndexCall {
             b.writeWireText(new)
         case .updateProfile(let update):
             update.writeWire(into: &b)
+        case .deleteAccount(let password):
+            b.writeWireText(password)
         case .createNetwork(let name, let access, let metadata):
             b.writeWireName(name)
             b.writeInteger(access.wireCode)
@@ -124,6 +126,7 @@ extension IndexCall {
             self = .changePassword(old: try r.password("changePassword.old"), new: try r.password("changePassword.new"))
         case .whoami: self = .whoami
         case .updateProfile: self = .updateProfile(try MetadataUpdate(wire: &r))
+        case .deleteAccount: self = .deleteAccount(password: try r.password("deleteAccount.password"))
         case .createNetwork:
             self = .createNetwork(name: try r.name("createNetwork.name"), access: try r.access("createNetwork.access"),
                                   metadata: try r.metadata("createNetwork.metadata"))

@@ -108,6 +108,9 @@ public enum IndexCall: Equatable, Sendable {
     case whoami
     /// 0x06: change the own metadata (`replace` drops keys not named). Answered with `.user`.
     case updateProfile(MetadataUpdate)
+    /// 0x07: delete the own account (its sessions, memberships and invitations go with it),
+    /// confirmed by its password; refused while the user owns a network. Answered with `.done`.
+    case deleteAccount(password: String)
     /// 0x10: answered with `.network`; the caller is its owner.
     case createNetwork(name: String, access: NetworkAccess, metadata: PeerMetadata)
     /// 0x11: owner only; nil access stays. Answered with `.network`.
@@ -142,7 +145,7 @@ public enum IndexCall: Equatable, Sendable {
 
     /// Operation codes (the body's first byte).
     public enum Operation: UInt8, Sendable, CaseIterable {
-        case signup = 0x01, login = 0x02, logout = 0x03, changePassword = 0x04, whoami = 0x05, updateProfile = 0x06
+        case signup = 0x01, login = 0x02, logout = 0x03, changePassword = 0x04, whoami = 0x05, updateProfile = 0x06, deleteAccount = 0x07
         case createNetwork = 0x10, updateNetwork = 0x11, deleteNetwork = 0x12, join = 0x13, invite = 0x14
         case remove = 0x15, leave = 0x16, members = 0x17, watchNetwork = 0x18, unwatchNetwork = 0x19, setRole = 0x1A
         case searchUsers = 0x20, searchNetworks = 0x21, myNetworks = 0x22, invitations = 0x23
@@ -156,6 +159,7 @@ public enum IndexCall: Equatable, Sendable {
         case .changePassword: .changePassword
         case .whoami: .whoami
         case .updateProfile: .updateProfile
+        case .deleteAccount: .deleteAccount
         case .createNetwork: .createNetwork
         case .updateNetwork: .updateNetwork
         case .deleteNetwork: .deleteNetwork
@@ -320,6 +324,7 @@ extension IndexCall {
         case .login(let u, let p): return name(u, "username") ?? password(p, "password")
         case .logout, .whoami, .invitations: return nil
         case .changePassword(let o, let n): return password(o, "old password") ?? password(n, "new password")
+        case .deleteAccount(let p): return password(p, "password")
         case .updateProfile(let u): return update(u)
         case .createNetwork(let n, _, _), .deleteNetwork(let n), .join(let n), .leave(let n), .watchNetwork(let n), .unwatchNetwork(let n):
             return name(n, "network name")

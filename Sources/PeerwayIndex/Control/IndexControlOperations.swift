@@ -43,6 +43,19 @@ extension IndexControlService {
             let user = try await store.updateUserMetadata(of: me.id, changes: Self.changes(update, current: me.metadata), by: .user(me.id))
             return .user(entry(user))
 
+        case .deleteAccount(let password):
+            let me = try await currentUser(peer)
+            _ = try await verify(me.name, password, source: context.source)
+            let peers = onlinePeers(of: me.id)
+            let networks = await watchedNetworks(of: me.id)
+            try await store.deleteUser(me.id, by: .user(me.id))
+            // Its peers are logged out with it: their watches end, watchers see them go.
+            for p in peers {
+                dropWatches(of: p)
+                notifications += await detach(p, networks: networks)
+            }
+            return .done
+
         case .createNetwork(let name, let access, let metadata):
             let me = try await currentUser(peer)
             let network = try await store.createNetwork(name: name, owner: me.id, access: access, metadata: metadata.dictionary, by: .user(me.id))

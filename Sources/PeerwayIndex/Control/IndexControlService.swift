@@ -103,24 +103,28 @@ public actor IndexControlService {
     }
 
     /// Forgets `peer`'s user binding (offline or logged out) and notifies watchers.
-    func detach(_ peer: PeerID) async -> [IndexNotification] {
+    /// `networks`: where to announce it (nil: the user's networks now).
+    func detach(_ peer: PeerID, networks: [IndexNetwork]? = nil) async -> [IndexNotification] {
         guard let user = userOfOnlinePeer.removeValue(forKey: peer) else { return [] }
         onlineByUser[user]?.remove(peer)
         if onlineByUser[user]?.isEmpty == true { onlineByUser[user] = nil }
-        return await announce(user: user, peer: peer, online: false, networks: nil)
+        return await announce(user: user, peer: peer, online: false, networks: networks)
+    }
+
+    /// The user's networks that somebody watches.
+    func watchedNetworks(of user: UserID) async -> [IndexNetwork] {
+        guard let page = try? await store.networks(of: user, after: nil, limit: IndexLimits.maximumNetworksPerUser) else { return [] }
+        var out: [IndexNetwork] = []
+        for m in page.items where watchers[m.network]?.isEmpty == false {
+            if let n = try? await store.network(id: m.network) { out.append(n) }
+        }
+        return out
     }
 
     /// Status pushes for `user`'s `peer` to every watcher of `networks` (nil: all the user's networks).
     func announce(user: UserID, peer: PeerID, online: Bool, networks: [IndexNetwork]?) async -> [IndexNotification] {
-        var targets: [IndexNetwork] = []
-        if let networks {
-            targets = networks
-        } else {
-            guard let page = try? await store.networks(of: user, after: nil, limit: IndexLimits.maximumNetworksPerUser) else { return [] }
-            for m in page.items where watchers[m.network]?.isEmpty == false {
-                if let n = try? await store.network(id: m.network) { targets.append(n) }
-            }
-        }
+        var targets = networks ?? []
+        if networks == nil { targets = await watchedNetworks(of: user) }
         guard !targets.isEmpty, let name = await name(of: user) else { return [] }
         var out: [IndexNotification] = []
         for network in targets {

@@ -10,6 +10,7 @@ extension PeerSession {
     login USER PASSWORD            log this peer in; logout; whoami
     password OLD NEW               change the password
     profile K=V...                 change the account's metadata (K= removes K)
+    delete-account PASSWORD        delete this account (not while it owns a network)
     network create NAME [open|invite-only] [K=V...]
     network update NAME [open|invite-only] [K=V...]
     network join|leave|delete|members|watch|unwatch NAME
@@ -24,7 +25,7 @@ extension PeerSession {
     func handleIndex(_ command: String, _ rest: String) -> Bool {
         let words = rest.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         switch command {
-        case "signup", "login", "logout", "whoami", "password", "profile":
+        case "signup", "login", "logout", "whoami", "password", "profile", "delete-account":
             indexCommand(command) { try await $0.account(command, words) }
         case "network":
             let sub = words.first ?? ""
@@ -82,6 +83,10 @@ extension PeerSession {
             guard w.count == 2 else { throw UsageError(text: "usage: password OLD NEW") }
             try await peer.changePassword(from: w[0], to: w[1])
             return ([], "password changed")
+        case "delete-account":
+            guard w.count == 1 else { throw UsageError(text: "usage: delete-account PASSWORD") }
+            try await peer.deleteAccount(password: w[0])
+            return ([], "account deleted")
         default: // profile
             let changes = try Self.parseAssignments(w)
             guard !changes.isEmpty else { throw UsageError(text: "usage: profile KEY=VALUE... (KEY= removes KEY)") }
