@@ -21,21 +21,8 @@ public enum TunnelProtocol {
     public static let version: UInt8 = 1
 }
 
-/// Which side of a traversal a peer is (docs/traversal-protocol.md, first paragraph): the
-/// initiator asked for the connection (role 0), the acceptor accepted it (role 1).
-///
-/// The raw value is the `role` byte of the key share signature, of probes and of the stream hello.
-public enum TunnelRole: UInt8, Sendable, Hashable, CustomStringConvertible {
-    /// A: sent `connect` (role 0).
-    case initiator = 0
-    /// B: answered `accept` (role 1).
-    case acceptor = 1
-
-    /// The other side's role.
-    public var other: TunnelRole { self == .initiator ? .acceptor : .initiator }
-
-    public var description: String { self == .initiator ? "initiator" : "acceptor" }
-}
+/// Which side of a traversal a peer is: the HANDSHAKE's role, by the tunnel's name.
+public typealias TunnelRole = TraversalRole
 
 /// What a traversal is about, as one side sees it: the connection request it answers, the two
 /// peers, this side's role, and the transport asked for.

@@ -100,12 +100,19 @@ public struct NATProfile: Hashable, Sendable {
     public var isRandom: Bool { (mapping == .addressDependent || mapping == .addressAndPortDependent) && portDelta == 0 }
 }
 
-/// Which side of a traversal a peer is.
-public enum TraversalRole: UInt8, Sendable, Codable {
-    /// The peer that asked for the connection (A).
+/// Which side of a traversal a peer is (docs/traversal-protocol.md, first paragraph). The raw
+/// value is the `role` byte of offers, of the tunnel key share signature, of probes and of the
+/// stream hello.
+public enum TraversalRole: UInt8, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The peer that asked for the connection (A, role 0).
     case initiator = 0
-    /// The peer that accepted it (B).
+    /// The peer that accepted it (B, role 1).
     case acceptor = 1
+
+    /// The other side's role.
+    public var other: TraversalRole { self == .initiator ? .acceptor : .initiator }
+
+    public var description: String { self == .initiator ? "initiator" : "acceptor" }
 }
 
 /// How a tunnel's path was found.
