@@ -15,9 +15,9 @@ extension LabVerifyTests {
           .timeLimit(.minutes(3)))
     func checkpointOverTCPFromUDPBlocked() async throws {
         guard Self.canRun() else { return }
-        let scene = try await LabTCPCheckpointScene.start(
-            lab: ["--site", "blk=udp-blocked", "--site", "home=port-restricted"],
-            supernode: ["--tcp-listen", "\(LabTopology.publicAddresses[0]):\(Self.labCheckpointTCPPort)"])
+        let scene = try await LabCheckpointScene.start(
+            ["--site", "blk=udp-blocked", "--site", "home=port-restricted"],
+            supernode: ["--no-relay", "--tcp-listen", "\(LabTopology.publicAddresses[0]):\(Self.labCheckpointTCPPort)"])
         defer { scene.tearDown() }
         #expect(scene.address.hasSuffix("?tcp=\(Self.labCheckpointTCPPort)"), "\(scene.address)")
 
@@ -46,58 +46,5 @@ extension LabVerifyTests {
 
     static func field(_ name: String, of line: String) -> String? {
         (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?[name] as? String
-    }
-}
-
-/// `peerway lab up`, a supernode (CHECKPOINT only, with extra options) on the public host, and
-/// `peerway peer --json --stay` processes behind the sites; `tearDown` removes it all (idempotent).
-final class LabTCPCheckpointScene: @unchecked Sendable {
-    let directory: String
-    let address: String
-    private var processes: [LabProcess]
-    private var down = false
-
-    private init(directory: String, address: String, supernode: LabProcess) {
-        self.directory = directory
-        self.address = address
-        processes = [supernode]
-    }
-
-    static func start(lab: [String], supernode extra: [String]) async throws -> LabTCPCheckpointScene {
-        let up = try LabVerifyTests.peerway(["lab", "up"] + lab)
-        guard up.status == 0 else {
-            _ = try? LabVerifyTests.peerway(["lab", "down"])
-            throw LabSceneError(text: "lab up failed:\n\(up.output)")
-        }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pw-lab-tcp-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let peerway = LabVerifyTests.peerway
-        let supernode = try LabProcess(peerway, ["lab", "exec", "public", "--", peerway, "supernode", "--no-stun", "--no-relay",
-                                                 "--listen", LabVerifyTests.labCheckpoint, "--data-dir", directory + "/sn"] + extra,
-                                       output: directory + "/sn.log")
-        guard let address = await LabProcess.waitForFile(directory + "/sn/address") else {
-            let log = supernode.text
-            supernode.stop()
-            _ = try? LabVerifyTests.peerway(["lab", "down"])
-            throw LabSceneError(text: "the supernode wrote no address: \(log)")
-        }
-        return LabTCPCheckpointScene(directory: directory, address: address, supernode: supernode)
-    }
-
-    func peer(_ name: String, at site: String, _ extra: [String] = []) throws -> LabProcess {
-        let peerway = LabVerifyTests.peerway
-        let p = try LabProcess(peerway, ["lab", "exec", site, "--", peerway, "peer", "--supernode", address,
-                                         "--identity", directory + "/\(name).key", "--json", "--stay"] + extra,
-                               output: directory + "/\(name).log")
-        processes.append(p)
-        return p
-    }
-
-    func tearDown() {
-        guard !down else { return }
-        down = true
-        processes.forEach { $0.stop() }
-        _ = try? LabVerifyTests.peerway(["lab", "down"])
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -100,8 +100,9 @@ final class LabCheckpointScene: @unchecked Sendable {
         processes = [supernode]
     }
 
-    /// `peerway lab up ARGS`, then a supernode (CHECKPOINT only) on the public host.
-    static func start(_ labArguments: [String]) async throws -> LabCheckpointScene {
+    /// `peerway lab up ARGS`, then a supernode (no STUN pair; `supernode`: more of its options) on
+    /// the public host.
+    static func start(_ labArguments: [String], supernode extra: [String] = []) async throws -> LabCheckpointScene {
         let up = try LabVerifyTests.peerway(["lab", "up"] + labArguments)
         guard up.status == 0 else {
             _ = try? LabVerifyTests.peerway(["lab", "down"])
@@ -111,12 +112,13 @@ final class LabCheckpointScene: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let peerway = LabVerifyTests.peerway
         let supernode = try LabProcess(peerway, ["lab", "exec", "public", "--", peerway, "supernode", "--no-stun",
-                                                 "--listen", LabVerifyTests.labCheckpoint, "--data-dir", directory + "/sn"],
+                                                 "--listen", LabVerifyTests.labCheckpoint, "--data-dir", directory + "/sn"] + extra,
                                        output: directory + "/sn.log")
         guard let address = await LabProcess.waitForFile(directory + "/sn/address") else {
+            let log = supernode.text
             supernode.stop()
             _ = try? LabVerifyTests.peerway(["lab", "down"])
-            throw LabSceneError(text: "the supernode wrote no address: \(supernode.text)")
+            throw LabSceneError(text: "the supernode wrote no address: \(log)")
         }
         return LabCheckpointScene(directory: directory, supernode: supernode, address: address)
     }
