@@ -125,43 +125,10 @@ final class CheckpointTCPConnections {
 
     /// Opens a non-blocking TCP socket listening on `address`; returns it and its port.
     static func listen(_ address: STUNAddress) throws -> (fd: Int32, port: UInt16) {
-        let family = address.family == .ipv4 ? AF_INET : AF_INET6
-        #if canImport(Glibc)
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(family, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw CheckpointTCPError.listenFailed(address, errno: errno) }
-        var one: Int32 = 1
-        let intSize = socklen_t(MemoryLayout<Int32>.size)
-        // SO_REUSEADDR (not SO_REUSEPORT): a restart binds past TIME_WAIT, a second server fails.
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, intSize)
-        if family == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, intSize) }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        var slot = [UInt8](repeating: 0, count: Int(CPEERWAY_ADDRESS_SLOT))
-        STUNSocket.write(address, into: &slot)
-        let length = socklen_t(family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
-        let bound = slot.withUnsafeBytes { raw -> Int32 in
-            #if canImport(Glibc)
-            Glibc.bind(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length)
-            #else
-            Darwin.bind(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length)
-            #endif
+        switch TCPListenSocket.open(address, backlog: CheckpointTCPLimits.listenBacklog) {
+        case .success(let listener): return listener
+        case .failure(let error): throw CheckpointTCPError.listenFailed(address, errno: error.code.rawValue)
         }
-        #if canImport(Glibc)
-        let listening = bound == 0 ? Glibc.listen(fd, CheckpointTCPLimits.listenBacklog) : -1
-        #else
-        let listening = bound == 0 ? Darwin.listen(fd, CheckpointTCPLimits.listenBacklog) : -1
-        #endif
-        guard listening == 0 else {
-            let e = errno
-            close(fd)
-            throw CheckpointTCPError.listenFailed(address, errno: e)
-        }
-        var local = [UInt8](repeating: 0, count: Int(CPEERWAY_ADDRESS_SLOT))
-        var localLength = socklen_t(CPEERWAY_ADDRESS_SLOT)
-        _ = local.withUnsafeMutableBytes { getsockname(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &localLength) }
-        return (fd, STUNSocket.read(local)?.port ?? address.port)
     }
 
     // MARK: the loop's hooks

@@ -128,6 +128,8 @@ public final class RelayServer: Service, Sendable {
         public static let socketBufferBytes: Int32 = 16 << 20
         /// Most TCP connections at once (binding, waiting or spliced).
         public static let maximumTCPConnections = 1_024
+        /// Pending connections the TCP listener's kernel queue holds.
+        public static let listenBacklog: Int32 = 128
         /// Seconds a TCP connection has to send its 37-byte bind.
         public static let tcpBindTimeoutSeconds: UInt64 = 10
         /// Bytes read from one side of a TCP splice before its partner must take them.

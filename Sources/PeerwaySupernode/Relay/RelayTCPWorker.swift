@@ -104,37 +104,7 @@ final class RelayTCPWorker: @unchecked Sendable {
 
     /// A non-blocking listening TCP socket on `address`; returns it and its port.
     static func listen(_ address: STUNAddress) throws -> (fd: Int32, port: UInt16) {
-        let family = address.family == .ipv4 ? AF_INET : AF_INET6
-        #if canImport(Glibc)
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(family, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        var one: Int32 = 1
-        let intSize = socklen_t(MemoryLayout<Int32>.size)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, intSize)
-        if family == AF_INET6 { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, intSize) }
-        var slot = [UInt8](repeating: 0, count: Int(CPEERWAY_ADDRESS_SLOT))
-        STUNSocket.write(address, into: &slot)
-        let length = socklen_t(family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
-        let rc = slot.withUnsafeBytes { raw -> Int32 in
-            #if canImport(Glibc)
-            Glibc.bind(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length)
-            #else
-            Darwin.bind(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length)
-            #endif
-        }
-        guard rc == 0, Glibc.listen(fd, 128) == 0 else {
-            let e = errno
-            close(fd)
-            throw POSIXError(POSIXErrorCode(rawValue: e) ?? .EIO)
-        }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        var bound = [UInt8](repeating: 0, count: Int(CPEERWAY_ADDRESS_SLOT))
-        var boundLength = socklen_t(CPEERWAY_ADDRESS_SLOT)
-        _ = bound.withUnsafeMutableBytes { getsockname(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &boundLength) }
-        return (fd, STUNSocket.read(bound)?.port ?? address.port)
+        try TCPListenSocket.open(address, backlog: Limits.listenBacklog).get()
     }
 
     // MARK: the loop
