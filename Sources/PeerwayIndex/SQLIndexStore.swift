@@ -9,6 +9,8 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
     let engine: IndexEngine
     /// How new passwords are hashed (verification reads each record's own parameters).
     public let hasher: PasswordHasher
+    /// Set by `close()`: later calls throw `.closed` without touching the database.
+    private let closed = ClosedFlag()
 
     init(driver: any SQLDriver, hasher: PasswordHasher, now: @escaping @Sendable () -> Date) {
         self.driver = driver
@@ -19,6 +21,7 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
     // MARK: Running
 
     func write<T: Sendable>(_ body: @escaping @Sendable (IndexEngine, any SQLConnection) throws -> T) async throws(IndexError) -> T {
+        guard !closed.isSet else { throw .closed }
         let engine = self.engine
         do {
             return try await driver.write { db in try body(engine, db) }
@@ -28,6 +31,7 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
     }
 
     func read<T: Sendable>(_ body: @escaping @Sendable (IndexEngine, any SQLConnection) throws -> T) async throws(IndexError) -> T {
+        guard !closed.isSet else { throw .closed }
         let engine = self.engine
         do {
             return try await driver.read { db in try body(engine, db) }
@@ -274,6 +278,7 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
     }
 
     public func close() async {
+        closed.set()
         await driver.close()
     }
 
@@ -290,5 +295,23 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
                 }
             } }
         }
+    }
+}
+
+/// A flag set once, read from any thread.
+final class ClosedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
     }
 }

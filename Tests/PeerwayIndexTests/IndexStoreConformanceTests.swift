@@ -274,17 +274,15 @@ struct IndexStoreConformanceTests {
     func aClosedStoreRefuses(kind: StoreKind) async throws {
         guard let handle = try await freshHandle(kind) else { return }
         let store = try await handle.open()
+        let alice = try await store.createUser(name: "alice", password: "password1", metadata: [:])
         await store.close()
-        do {
-            _ = try await store.createUser(name: "late", password: "password1", metadata: [:])
-            Issue.record("a closed store accepted a write")
-        } catch {
-            // The driver's own error for a closed database, as .storage (or .closed).
-            switch error {
-            case .storage, .closed: break
-            default: Issue.record("unexpected \(error)")
-            }
+        // Writes and reads alike, as the protocol says: .closed, not the driver's own error.
+        await expectRefusal(.closed) { () async throws(IndexError) in
+            try await store.createUser(name: "late", password: "password1", metadata: [:])
         }
+        await expectRefusal(.closed) { () async throws(IndexError) in try await store.user(id: alice.id) }
+        await expectRefusal(.closed) { () async throws(IndexError) in try await store.listUsers(after: nil, limit: nil) }
+        await expectRefusal(.closed) { () async throws(IndexError) in try await store.verifyPassword(name: "alice", password: "password1") }
     }
 }
 
