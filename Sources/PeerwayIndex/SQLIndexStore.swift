@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import PeerwayCheckpoint
 
 /// `IndexStore` over a SQL database: the behaviour both `SQLiteIndexStore` and
@@ -48,9 +49,14 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
 
     /// Runs CPU-heavy work (scrypt) off the caller's executor.
     func derive<T: Sendable>(_ work: @escaping @Sendable () throws(IndexError) -> T) async throws(IndexError) -> T {
-        let result: Result<T, IndexError> = await Task.detached(priority: .medium) { () -> Result<T, IndexError> in
-            do throws(IndexError) { return .success(try work()) } catch { return .failure(error) }
-        }.value
+        let result: Result<T, IndexError>
+        do {
+            result = try await PasswordThreads.pool.runIfActive { () -> Result<T, IndexError> in
+                do throws(IndexError) { return .success(try work()) } catch { return .failure(error) }
+            }
+        } catch {
+            throw .storage("the password hashing threads are not running: \(error)")
+        }
         return try result.get()
     }
 
@@ -314,4 +320,20 @@ final class ClosedFlag: @unchecked Sendable {
         value = true
         lock.unlock()
     }
+}
+
+/// Where password hashes are computed: a memory-hard KDF takes tens of milliseconds of one core
+/// (and `PasswordHasher`'s memory) per call, so it runs on threads of its own, never on the
+/// concurrency pool, where a burst of sign-ups would stall every other task (INDEX answers,
+/// presence, the management API). At most `count` hashes run at once; more wait their turn.
+enum PasswordThreads {
+    /// Cores less one (at least one): the others stay free for the services.
+    static let count = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
+
+    /// Started on first use, for the life of the process.
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: count)
+        pool.start()
+        return pool
+    }()
 }

@@ -117,6 +117,30 @@ struct IndexControlBench {
             _ = try await all[k].login(username: "user\(k)", password: Self.password(k))
         }))
 
+        // Other calls while password hashes run: every other peer logs in at once while peer 0
+        // calls whoami 100 times a second (hashes run on threads of their own, not the concurrency pool).
+        let finished = BenchFlag()
+        let burst = Task {
+            defer { finished.set() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (k, p) in all.enumerated().dropFirst() {
+                    group.addTask { _ = try await p.login(username: "user\(k)", password: Self.password(k)) }
+                }
+                try await group.waitForAll()
+            }
+        }
+        var during: [Duration] = []
+        while during.count < 10_000 {
+            let t = ContinuousClock.now
+            _ = try await all[0].currentUser()
+            during.append(ContinuousClock.now - t)
+            if during.count >= 20, finished.isSet { break }
+            // 100 calls a second: under the checkpoint's per-session request rate.
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await burst.value
+        lines.append(Self.row("whoami during \(all.count - 1) logins", during))
+
         // Calls/s: every peer back to back.
         let stop = ContinuousClock.now + .seconds(duration)
         let calls = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -167,6 +191,14 @@ struct IndexControlBench {
     }
 
     static func pad(_ name: String) -> String { name.padding(toLength: 36, withPad: " ", startingAt: 0) }
+}
+
+/// A flag set once, read from any task.
+final class BenchFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
 }
 
 /// Peer 0's member status events, to time offline notices.
