@@ -6,10 +6,27 @@ import Testing
 /// the management API with `peerway index`; a SIGKILLed supernode restarted on the same data.
 @Suite("INDEX end to end: peerway supernode, two peerway peer --json sessions, peerway index", .serialized)
 struct IndexCLITests {
-    static func startSupernode(_ dir: String, port: String = "0") async throws -> (LineProcess, String) {
+    /// A throwaway PostgreSQL for this test process (scripts/index-postgres, stopped when the
+    /// process ends); nil, after saying why, when there is none outside CI; a failure in CI.
+    static func postgres() throws -> String? {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let (status, output) = try Tools.run(root.appendingPathComponent("scripts/index-postgres").path,
+                                             ["--watch", String(ProcessInfo.processInfo.processIdentifier)], timeout: 120)
+        let url = output.split(separator: "\n").map(String.init).first { $0.hasPrefix("postgres://") }
+        if status == 0, let url { return url }
+        if Tools.inCI {
+            Issue.record("scripts/index-postgres failed (\(status)): \(output)")
+            throw Tools.ToolMissing(name: "postgresql")
+        }
+        print("skipping the PostgreSQL run: scripts/index-postgres failed: \(output)")
+        return nil
+    }
+
+    static func startSupernode(_ dir: String, port: String = "0", index: String?) async throws -> (LineProcess, String) {
         try? FileManager.default.removeItem(atPath: dir + "/address")
         let supernode = try LineProcess(Tools.peerway, ["supernode", "--data-dir", dir, "--listen", "127.0.0.1:\(port)",
-                                                        "--no-stun", "--no-relay", "--admin-listen", "127.0.0.1:0"])
+                                                        "--no-stun", "--no-relay", "--admin-listen", "127.0.0.1:0"]
+                                                       + (index.map { ["--index", $0] } ?? []))
         var address: String?
         for _ in 0..<300 where address == nil {
             address = try? String(contentsOfFile: dir + "/address", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -48,11 +65,17 @@ struct IndexCLITests {
         { $0["user"] as? String == name && $0["online"] as? Bool == online }
     }
 
-    @Test("sign up, log in, create a network, join, online state both ways, the management API sees it, a SIGKILL restart keeps it")
-    func doneWhen() async throws {
+    @Test("sign up, log in, create a network, join, online state both ways, the management API sees it, a SIGKILL restart keeps it",
+          arguments: ["sqlite", "postgres"])
+    func doneWhen(store: String) async throws {
+        var index: String?
+        if store == "postgres" {
+            guard let url = try Self.postgres() else { return }
+            index = url
+        }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-index-cli-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var (supernode, address) = try await Self.startSupernode(dir + "/sn")
+        var (supernode, address) = try await Self.startSupernode(dir + "/sn", index: index)
         let port = String(address.split(separator: ":").last!.prefix { $0.isNumber })
 
         let alice = try LineProcess(Tools.peerway, ["peer", "--supernode", address, "--identity", dir + "/alice.key", "--keepalive", "5", "--json"])
@@ -100,7 +123,7 @@ struct IndexCLITests {
         // The supernode is killed and restarted on its data: everything is still there; alice
         // re-registers and renews her watch; bob comes back still logged in, and alice sees him.
         supernode.kill9()
-        (supernode, _) = try await Self.startSupernode(dir + "/sn", port: port)
+        (supernode, _) = try await Self.startSupernode(dir + "/sn", port: port, index: index)
         defer { supernode.kill9() }
         #expect(await alice.waitFor("reregistered", timeout: 40) != nil, "alice: \(alice.allLines.suffix(5))")
         let onlineBefore = alice.objects.filter { $0["event"] as? String == "member" && Self.member("bob", online: true)($0) }.count
