@@ -125,6 +125,13 @@ extension IndexEngine {
         try db.row("SELECT peer_id, user_id, created_ms FROM sessions WHERE peer_id = ?", [.blob(peer.bytes)]).map(sessionRow)
     }
 
+    func sessions(_ db: any SQLConnection, peers: [PeerID]) throws -> [IndexSession] {
+        guard !peers.isEmpty else { return [] }
+        let marks = Array(repeating: "?", count: peers.count).joined(separator: ", ")
+        return try db.rows("SELECT peer_id, user_id, created_ms FROM sessions WHERE peer_id IN (\(marks))",
+                           peers.map { .blob($0.bytes) }).map(sessionRow)
+    }
+
     func sessions(_ db: any SQLConnection, user: UserID) throws -> [IndexSession] {
         try db.rows("SELECT peer_id, user_id, created_ms FROM sessions WHERE user_id = ? ORDER BY created_ms, peer_id",
                     [.integer(user.rawValue)]).map(sessionRow)

@@ -24,6 +24,8 @@ public enum IndexLimits {
     public static let maximumInvitationsPerNetwork = 1_000
     /// Peers a user may be logged in from at once; logging in from one more ends the oldest session.
     public static let maximumSessionsPerUser = 16
+    /// Most peers one `sessions(ofPeers:)` looks up (well under SQLite's bound parameters).
+    public static let maximumSessionLookup = 500
     /// Results of one search page (and the default page of member and network listings).
     public static let maximumSearchPage = 100
     /// Items of one management listing page.

@@ -37,6 +37,9 @@ public protocol IndexStore: Sendable {
     func session(of peer: PeerID) async throws(IndexError) -> IndexSession?
     /// The peers the user is logged in from, oldest first.
     func sessions(of user: UserID) async throws(IndexError) -> [IndexSession]
+    /// The sessions of those of `peers` that are logged in, in one read (at most
+    /// `IndexLimits.maximumSessionLookup` peers; order not significant).
+    func sessions(ofPeers peers: [PeerID]) async throws(IndexError) -> [IndexSession]
 
     // MARK: Networks
 

@@ -151,6 +151,14 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
         try await read { engine, db in try engine.sessions(db, user: user) }
     }
 
+    public func sessions(ofPeers peers: [PeerID]) async throws(IndexError) -> [IndexSession] {
+        guard peers.count <= IndexLimits.maximumSessionLookup else {
+            throw .invalidPageSize(peers.count, maximum: IndexLimits.maximumSessionLookup)
+        }
+        let unique = Array(Set(peers))
+        return try await read { engine, db in try engine.sessions(db, peers: unique) }
+    }
+
     // MARK: Networks
 
     public func createNetwork(name: String, owner: UserID, access: NetworkAccess, metadata: [String: String], by actor: IndexActor) async throws(IndexError) -> IndexNetwork {

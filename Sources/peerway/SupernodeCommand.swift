@@ -75,6 +75,9 @@ struct SupernodeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-admin"), help: "Run without the INDEX management API.")
     var noAdmin = false
 
+    @Flag(name: .customLong("no-index"), help: "Run without the INDEX (peers' INDEX requests are refused; no management API).")
+    var noIndex = false
+
     @Flag(name: .long, help: "Debug logging.") var verbose = false
 
     func run() async throws {
@@ -83,18 +86,18 @@ struct SupernodeCommand: AsyncParsableCommand {
                                                 attributes: [.posixPermissions: 0o700])
         let key = try SupernodeKey.loadOrCreate(at: dataDirectory + "/supernode.key")
         // The INDEX: opened before the services that use it, closed after they have all stopped.
-        let indexStore: any IndexStore = try await openIndexStore(logger: logger)
+        let indexStore: (any IndexStore)? = noIndex ? nil : try await openIndexStore(logger: logger)
         do {
             try await runServices(key: key, indexStore: indexStore, logger: logger)
         } catch {
-            await indexStore.close()
+            await indexStore?.close()
             throw error
         }
-        await indexStore.close()
+        await indexStore?.close()
     }
 
     /// The services of this supernode, run until SIGINT or SIGTERM.
-    func runServices(key: SupernodeKey, indexStore: any IndexStore, logger: Logger) async throws {
+    func runServices(key: SupernodeKey, indexStore: (any IndexStore)?, logger: Logger) async throws {
         guard let listenAddress = STUNAddress(parsing: listen) else {
             throw ValidationError("--listen \(listen): expected IP:PORT, e.g. 0.0.0.0:7400 or [::]:7400")
         }
@@ -123,7 +126,7 @@ struct SupernodeCommand: AsyncParsableCommand {
         }
         // Peers reach the INDEX over their control channel; the checkpoint's presence shows in
         // member lists and in the management API.
-        let index = IndexControlService(store: indexStore)
+        let index = indexStore.map { IndexControlService(store: $0) }
         let checkpoint = CheckpointServer(
             configuration: CheckpointServerConfiguration(listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
                                                          checkpoint: checkpointConfiguration, tcp: tcpAddress, relayHandoff: relayHandoff,
@@ -146,7 +149,7 @@ struct SupernodeCommand: AsyncParsableCommand {
             }
             services.append(stunServer)
         }
-        if !noAdmin {
+        if !noAdmin, let indexStore, let index {
             services.append(try makeAdminServer(indexStore: indexStore, presence: index.presence, listen: listenAddress, logger: logger))
         }
         try await runUntilSignalled(services, logger: logger)

@@ -188,6 +188,32 @@ struct IndexControlServiceTests {
         }
     }
 
+    @Test("presence changes taken in a batch: sessions read at once, each peer's changes in order; a peer that came and went in one batch leaves no trace")
+    func presenceBatchOrder() async throws {
+        try await withControlScene { s in
+            await s.online(S.alice)
+            _ = await s.ok(S.alice, .signup(username: "alice", password: "correct horse", metadata: PeerMetadata()))
+            _ = await s.ok(S.alice, .createNetwork(name: "lab", access: .open, metadata: PeerMetadata()))
+            _ = await s.ok(S.alice, .watchNetwork("lab"))
+            _ = await s.ok(S.bob, .signup(username: "bob", password: "hunter2222", metadata: PeerMetadata()), from: 0x0A00_0002)
+            _ = await s.ok(S.bob, .join(network: "lab"))
+            // Bob (logged in) came and went before the batch was handled (the checkpoint's table
+            // already says offline), carol (not logged in) came: nothing to tell.
+            var notes = await s.service.presenceChanged([(S.bob, true), (S.carol, true), (S.bob, false)])
+            #expect(notes.isEmpty)
+            #expect(await s.members(S.alice, "lab") == ["alice": true, "bob": false])
+            // Bob comes, and dave's peer (logged in as bob too) comes, in one batch: two notices.
+            let dave = peer(4)
+            _ = await s.ok(dave, .login(username: "bob", password: "hunter2222"))
+            s.service.presence.set(S.bob, online: true)
+            s.service.presence.set(dave, online: true)
+            notes = await s.service.presenceChanged([(S.bob, true), (S.carol, false), (dave, true)])
+            #expect(notes.map(\.to) == [S.alice, S.alice])
+            #expect(notes.map(\.status.peer) == [S.bob, dave])
+            #expect(notes.allSatisfy { $0.status.online && $0.status.name == "bob" })
+        }
+    }
+
     @Test("authorisation: only the owner edits a network, only managers invite or remove, invite-only needs an invitation; refusals name users and networks")
     func authorisation() async throws {
         try await withControlScene { s in

@@ -222,6 +222,26 @@ struct IndexStoreConformanceTests {
     }
 
     @Test(arguments: StoreKind.allCases)
+    func sessionsOfManyPeersInOneRead(kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            let alice = try await store.createUser(name: "alice", password: "password1", metadata: [:])
+            let bob = try await store.createUser(name: "bob", password: "password1", metadata: [:])
+            _ = try await store.login(user: alice.id, peer: peer(1))
+            _ = try await store.login(user: alice.id, peer: peer(2))
+            _ = try await store.login(user: bob.id, peer: peer(3))
+            // Logged-in and unknown peers mixed, one repeated: each session once.
+            let asked = [peer(3), peer(7), peer(1), peer(3)] + (100..<300).map { peer(UInt64($0)) }
+            let found = try await store.sessions(ofPeers: asked)
+            #expect(Dictionary(uniqueKeysWithValues: found.map { ($0.peer, $0.user) }) == [peer(1): alice.id, peer(3): bob.id])
+            #expect(try await store.sessions(ofPeers: []).isEmpty)
+            let tooMany = (0...IndexLimits.maximumSessionLookup).map { peer(UInt64($0)) }
+            await expectRefusal(.invalidPageSize(tooMany.count, maximum: IndexLimits.maximumSessionLookup)) { () async throws(IndexError) in
+                try await store.sessions(ofPeers: tooMany)
+            }
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
     func theOldestSessionEndsBeyondTheLimit(kind: StoreKind) async throws {
         let clock = TestClock()
         try await withStore(kind, now: clock.now) { store, _ in

@@ -78,15 +78,39 @@ public actor IndexControlService {
     /// A peer registered with the checkpoint (already set online in `presence`). When it is
     /// logged in, the members of its user's networks who watch them are told.
     public func peerOnline(_ peer: PeerID) async -> [IndexNotification] {
-        guard let session = try? await store.session(of: peer) else { return [] }
-        return await attach(peer, to: session.user)
+        await presenceChanged([(peer, true)])
     }
 
     /// A peer's registration ended (already set offline in `presence`): its watches end, and
     /// watchers of its user's networks are told.
     public func peerOffline(_ peer: PeerID) async -> [IndexNotification] {
-        dropWatches(of: peer)
-        return await detach(peer)
+        await presenceChanged([(peer, false)])
+    }
+
+    /// Presence changes in the order the checkpoint saw them (one peer's are never reordered):
+    /// the sessions of the peers that came online are read in one lookup per
+    /// `IndexLimits.maximumSessionLookup` peers, then each change is applied in turn.
+    public func presenceChanged(_ changes: [(peer: PeerID, online: Bool)]) async -> [IndexNotification] {
+        var arrived: [PeerID] = []
+        var seen: Set<PeerID> = []
+        for c in changes where c.online && seen.insert(c.peer).inserted { arrived.append(c.peer) }
+        var userOf: [PeerID: UserID] = [:]
+        var start = 0
+        while start < arrived.count {
+            let chunk = Array(arrived[start..<min(start + IndexLimits.maximumSessionLookup, arrived.count)])
+            for s in (try? await store.sessions(ofPeers: chunk)) ?? [] { userOf[s.peer] = s.user }
+            start += chunk.count
+        }
+        var out: [IndexNotification] = []
+        for c in changes {
+            if c.online {
+                if let user = userOf[c.peer] { out += await attach(c.peer, to: user) }
+            } else {
+                dropWatches(of: c.peer)
+                out += await detach(c.peer)
+            }
+        }
+        return out
     }
 
     /// Peers of `user` online now.

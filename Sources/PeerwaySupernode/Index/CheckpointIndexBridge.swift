@@ -21,9 +21,10 @@ import PeerwayIndex
 
  The machine stays on its thread; the store's work runs on the pool and comes back through a
  locked inbox and a pipe the thread polls. Presence changes go to `presenceLanes` lanes by PeerID:
- one peer's changes are handled one at a time in the order the machine saw them (its online and
- offline never swap), while different peers' session lookups overlap (a restarted supernode sees
- its peers register again thousands a second).
+ one peer's changes are handled in the order the machine saw them (its online and offline never
+ swap); a lane takes everything queued at once, so the session lookups of peers that registered
+ meanwhile go in one read, and lanes overlap (a restarted supernode sees its peers register again
+ thousands a second).
 */
 
 /// Connects a checkpoint's machine to an `IndexControlService` (see the flow above).
@@ -41,7 +42,14 @@ final class CheckpointIndexBridge: @unchecked Sendable {
     private let inbox = NIOLockedValueBox<[Inbound]>([])
     /// Lanes of presence changes handled in parallel (a peer always goes to the same lane).
     static let presenceLanes = 8
-    private let presenceChanges: [AsyncStream<(PeerID, Bool)>.Continuation]
+    /// A lane that wakes waits this long for more changes before it reads their sessions: at
+    /// thousands of registrations a second one read then covers many peers (notices are this
+    /// much later).
+    static let presenceGatherMillis = 10
+    /// Each lane: the changes not yet handled (taken all at once: their session lookups go in
+    /// one read), and a doorbell its task waits on.
+    private let presenceQueues: [NIOLockedValueBox<[(peer: PeerID, online: Bool)]>]
+    private let presenceBells: [AsyncStream<Void>.Continuation]
     private let presenceTasks: [Task<Void, Never>]
 
     init(service: IndexControlService) throws {
@@ -53,19 +61,29 @@ final class CheckpointIndexBridge: @unchecked Sendable {
         wakeWriter = p[1]
         self.service = service
         let inbox = self.inbox, writer = p[1]
-        var continuations: [AsyncStream<(PeerID, Bool)>.Continuation] = []
+        var queues: [NIOLockedValueBox<[(peer: PeerID, online: Bool)]>] = []
+        var bells: [AsyncStream<Void>.Continuation] = []
         var tasks: [Task<Void, Never>] = []
         for _ in 0..<Self.presenceLanes {
-            let (stream, continuation) = AsyncStream<(PeerID, Bool)>.makeStream()
-            continuations.append(continuation)
+            let queue = NIOLockedValueBox<[(peer: PeerID, online: Bool)]>([])
+            let (rings, bell) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+            queues.append(queue)
+            bells.append(bell)
             tasks.append(Task {
-                for await (peer, online) in stream {
-                    let notes = online ? await service.peerOnline(peer) : await service.peerOffline(peer)
+                for await _ in rings {
+                    try? await Task.sleep(for: .milliseconds(Self.presenceGatherMillis))
+                    let changes = queue.withLockedValue { q in
+                        defer { q.removeAll(keepingCapacity: true) }
+                        return q
+                    }
+                    guard !changes.isEmpty else { continue }
+                    let notes = await service.presenceChanged(changes)
                     Self.deliver(notes.map { .notify($0) }, inbox: inbox, writer: writer)
                 }
             })
         }
-        presenceChanges = continuations
+        presenceQueues = queues
+        presenceBells = bells
         presenceTasks = tasks
     }
 
@@ -81,7 +99,9 @@ final class CheckpointIndexBridge: @unchecked Sendable {
     /// From the checkpoint's thread: a peer registered or its registration ended.
     func presenceChanged(_ peer: PeerID, online: Bool) {
         service.presence.set(peer, online: online)
-        presenceChanges[Int(peer.low % UInt64(Self.presenceLanes))].yield((peer, online))
+        let lane = Int(peer.low % UInt64(Self.presenceLanes))
+        presenceQueues[lane].withLockedValue { $0.append((peer, online)) }
+        presenceBells[lane].yield()
     }
 
     /// From the checkpoint's thread, when `wakeDescriptor` is readable: what came back.
@@ -104,7 +124,7 @@ final class CheckpointIndexBridge: @unchecked Sendable {
 
     /// Stops the presence task and closes the pipe (after the checkpoint's thread stopped).
     func close() {
-        presenceChanges.forEach { $0.finish() }
+        presenceBells.forEach { $0.finish() }
         presenceTasks.forEach { $0.cancel() }
         #if canImport(Glibc)
         _ = Glibc.close(wakeDescriptor)
