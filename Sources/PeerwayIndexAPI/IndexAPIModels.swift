@@ -78,6 +78,9 @@ public struct IndexAPIMembership: Codable, Hashable, Sendable {
     /// `member`, `admin` or `owner`.
     public var role: String
     public var joined: Date
+    /// In a network's member list: whether the member is logged in from a peer that is online
+    /// now (absent elsewhere).
+    public var online: Bool?
 }
 
 /// A pending invitation of a user to a network.

@@ -89,7 +89,12 @@ extension IndexAPIRoutes {
         let page = try await store.members(of: network.id, after: paging.after, limit: paging.limit)
         var names = NameCache(store: store)
         names.networks[network.id] = network.name
-        return try json(IndexAPIPage(items: try await names.memberships(page.items), next: page.next?.description))
+        var items = try await names.memberships(page.items)
+        // Live state: a member is online when a peer they are logged in from is registered now.
+        for (i, m) in page.items.enumerated() {
+            items[i].online = try await store.sessions(of: m.user).contains { presence.isOnline($0.peer) }
+        }
+        return try json(IndexAPIPage(items: items, next: page.next?.description))
     }
 
     /// Adds `user`: joins an open network; an invite-only one is joined through an invitation

@@ -61,6 +61,13 @@ struct IndexCLITests {
         return nil
     }
 
+    /// A management API member page as name -> online.
+    static func onlineByName(_ page: [String: Any]?) -> [String: Bool] {
+        ((page?["items"] as? [[String: Any]]) ?? []).reduce(into: [:]) { out, m in
+            if let name = m["user"] as? String { out[name] = m["online"] as? Bool }
+        }
+    }
+
     static func member(_ name: String, online: Bool) -> ([String: Any]) -> Bool {
         { $0["user"] as? String == name && $0["online"] as? Bool == online }
     }
@@ -108,8 +115,8 @@ struct IndexCLITests {
         // The management API shows the same users, network and members, with bob online.
         let users = try Self.index(dir + "/sn", ["users", "list"])
         #expect(String(describing: users).contains("alice") && String(describing: users).contains("bob"))
-        let lab = try Self.index(dir + "/sn", ["members", "list", "lab"])
-        #expect(String(describing: lab).contains("bob"))
+        let lab = try Self.index(dir + "/sn", ["members", "list", "lab"]) as? [String: Any]
+        #expect(Self.onlineByName(lab) == ["alice": true, "bob": true], "\(String(describing: lab))")
         let bobRecord = try Self.index(dir + "/sn", ["users", "show", "bob"]) as? [String: Any]
         let sessions = bobRecord?["sessions"] as? [[String: Any]]
         #expect(sessions?.first?["peer"] as? String == bobPeer)
@@ -119,6 +126,8 @@ struct IndexCLITests {
         bob.send("quit")
         #expect(await bob.waitForExit() == 0)
         #expect(await alice.waitFor("member", where: Self.member("bob", online: false)) != nil, "alice: \(alice.allLines.suffix(5))")
+        let after = try Self.index(dir + "/sn", ["members", "list", "lab"]) as? [String: Any]
+        #expect(Self.onlineByName(after) == ["alice": true, "bob": false], "\(String(describing: after))")
 
         // The supernode is killed and restarted on its data: everything is still there; alice
         // re-registers and renews her watch; bob comes back still logged in, and alice sees him.
