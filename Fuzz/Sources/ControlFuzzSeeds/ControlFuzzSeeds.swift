@@ -65,6 +65,20 @@ struct ControlFuzzSeeds {
             ("frame-connect-answered", frame(.connectAnswered(ConnectDecision(peer: b, requestID: 9, accepted: false, reason: "busy")), id: 0x5000_0002)),
             ("frame-message-status", frame(.messageStatus(MessageOutcome(to: b, messageID: 42, outcome: .timedOut)), id: 0x5000_0003)),
             ("frame-welcome", welcome),
+            // INDEX (IndexFrames.swift): requests with names, passwords, metadata, updates, pages; replies.
+            ("frame-index-signup", frame(.indexRequest(.signup(username: "alice", password: "correct horse", metadata: metadata)), id: 8)),
+            ("frame-index-update-network", frame(.indexRequest(.updateNetwork(name: "lab", access: nil,
+                metadata: MetadataUpdate(replace: true, changes: [("topic", "nat"), ("old", nil)]))), id: 9)),
+            ("frame-index-members", frame(.indexRequest(.members(network: "lab", page: IndexPageRequest(after: "41", limit: 20))), id: 10)),
+            ("frame-index-search-users", frame(.indexRequest(.searchUsers(query: "city=oslo or age>30", page: IndexPageRequest())), id: 11)),
+            ("frame-index-set-role", frame(.indexRequest(.setRole(network: "lab", user: "bob", role: .admin)), id: 12)),
+            ("frame-index-user", frame(.indexResult(.user(IndexUserEntry(id: 42, name: "alice", metadata: metadata))), id: 8)),
+            ("frame-index-members-result", frame(.indexResult(.members(network: "lab", IndexEntryPage(items: [
+                IndexMemberEntry(user: 42, name: "alice", role: .owner, onlinePeers: [a, b]),
+                IndexMemberEntry(user: 43, name: "bob", role: .member, onlinePeers: [])], next: "43"))), id: 10)),
+            ("frame-index-networks-result", frame(.indexResult(.networks(IndexEntryPage(items: [
+                IndexNetworkEntry(id: 7, name: "lab", owner: "alice", access: .inviteOnly, role: nil, metadata: metadata)], next: nil))), id: 11)),
+            ("frame-network-status", frame(.networkStatus(NetworkMemberStatus(network: "lab", user: 43, name: "bob", peer: b, online: true)), id: 0x5000_0004)),
         ]
         var count = 0
         for (name, bytes) in packets {
