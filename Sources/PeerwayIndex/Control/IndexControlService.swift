@@ -137,7 +137,8 @@ public actor IndexControlService {
 
     /// The user's networks that somebody watches.
     func watchedNetworks(of user: UserID) async -> [IndexNetwork] {
-        guard let page = try? await store.networks(of: user, after: nil, limit: IndexLimits.maximumNetworksPerUser) else { return [] }
+        // Nobody watches anything (a supernode just restarted): no need to read the user's networks.
+        guard !watchers.isEmpty, let page = try? await store.networks(of: user, after: nil, limit: IndexLimits.maximumNetworksPerUser) else { return [] }
         var out: [IndexNetwork] = []
         for m in page.items where watchers[m.network]?.isEmpty == false {
             if let n = try? await store.network(id: m.network) { out.append(n) }
