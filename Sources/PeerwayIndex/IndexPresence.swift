@@ -37,11 +37,4 @@ public final class IndexPresenceTable: IndexPresence, @unchecked Sendable {
         defer { lock.unlock() }
         return online.contains(peer)
     }
-
-    /// Peers online now.
-    public var count: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return online.count
-    }
 }

@@ -67,8 +67,6 @@ struct IndexCallTable {
 
     mutating func forget(dueAt ms: UInt64) { answered.forget(dueAt: ms) }
 
-    var inFlightCount: Int { inFlight.count }
-
     private mutating func release(_ session: UInt64) {
         let n = inFlightPerSession[session, default: 1] - 1
         inFlightPerSession[session] = n > 0 ? n : nil
@@ -126,7 +124,4 @@ extension CheckpointMachine {
                                            into out: inout [CheckpointAction]) -> Bool {
         push(.networkStatus(status), to: peer, ms: Self.millis(now), into: &out)
     }
-
-    /// Whether `peer` is registered here now.
-    public func isRegistered(_ peer: PeerID) -> Bool { sessionByPeer[peer] != nil }
 }

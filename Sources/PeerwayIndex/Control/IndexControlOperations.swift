@@ -66,7 +66,7 @@ extension IndexControlService {
             let network = try await existingNetwork(name)
             let updated = try await store.updateNetwork(network.id, NetworkUpdate(access: access, metadata: Self.changes(update, current: network.metadata)),
                                                         by: .user(me.id))
-            return .network(try await entry(updated, for: me.id))
+            return .network(await entry(updated, role: try await store.membership(of: me.id, in: updated.id)?.role))
 
         case .deleteNetwork(let name):
             let me = try await currentUser(peer)
@@ -83,7 +83,7 @@ extension IndexControlService {
             for p in onlinePeers(of: me.id) {
                 notifications += await announce(user: me.id, peer: p, online: true, networks: [network])
             }
-            return .network(try await entry(network, for: me.id, role: membership.role))
+            return .network(await entry(network, role: membership.role))
 
         case .invite(let networkName, let username):
             let me = try await currentUser(peer)
@@ -150,7 +150,7 @@ extension IndexControlService {
             let found = try await store.searchNetworks(query, after: try Self.cursor(page.after), limit: Self.limit(page))
             let roles = try await roles(of: me.id)
             var entries: [IndexNetworkEntry] = []
-            for n in found.items { entries.append(try await entry(n, for: me.id, role: roles[n.id])) }
+            for n in found.items { entries.append(await entry(n, role: roles[n.id])) }
             return .networks(Self.fit(entries, next: found.next, id: { $0.id }, bytes: { $0.wireBytes }))
 
         case .myNetworks(let page):
@@ -159,7 +159,7 @@ extension IndexControlService {
             var entries: [IndexNetworkEntry] = []
             for m in mine.items {
                 guard let n = try await store.network(id: m.network) else { continue }
-                entries.append(try await entry(n, for: me.id, role: m.role))
+                entries.append(await entry(n, role: m.role))
             }
             return .networks(Self.fit(entries, next: mine.next, id: { $0.id }, bytes: { $0.wireBytes }))
 
@@ -168,7 +168,7 @@ extension IndexControlService {
             var entries: [IndexNetworkEntry] = []
             for invitation in try await store.invitations(of: me.id) {
                 guard let n = try await store.network(id: invitation.network) else { continue }
-                entries.append(try await entry(n, for: me.id, role: nil))
+                entries.append(await entry(n, role: nil))
             }
             return .networks(Self.fit(entries, next: nil, id: { $0.id }, bytes: { $0.wireBytes }))
         }
@@ -245,12 +245,9 @@ extension IndexControlService {
         IndexNetworkEntry(id: network.id.rawValue, name: network.name, owner: owner, access: network.access, role: role, metadata: network.metadata)
     }
 
-    /// The network as `user` sees it (their role looked up unless given).
-    func entry(_ network: IndexNetwork, for user: UserID, role: NetworkRole?? = .none) async throws(IndexError) -> IndexNetworkEntry {
-        let owner = await name(of: network.owner) ?? "?"
-        let myRole: NetworkRole?
-        if let role { myRole = role } else { myRole = try await store.membership(of: user, in: network.id)?.role }
-        return entry(network, owner: owner, role: myRole)
+    /// The network as a user of `role` in it (nil: not a member) sees it, with its owner's name.
+    func entry(_ network: IndexNetwork, role: NetworkRole?) async -> IndexNetworkEntry {
+        entry(network, owner: await name(of: network.owner) ?? "?", role: role)
     }
 
     /// A metadata update as store changes: `replace` removes every current key it does not name.

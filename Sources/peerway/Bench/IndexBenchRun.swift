@@ -86,11 +86,11 @@ struct IndexBenchRun {
             i += count
             if clock.now - lastReport > .seconds(10) {
                 lastReport = clock.now
-                let elapsed = Self.seconds(clock.now - loadStart)
+                let elapsed = (clock.now - loadStart).seconds
                 FileHandle.standardError.write(Data("\(label): \(i)/\(n) users, \(Int(Double(i) / elapsed)) users/s\n".utf8))
             }
         }
-        let loadSeconds = Self.seconds(clock.now - loadStart)
+        let loadSeconds = (clock.now - loadStart).seconds
         if options.analyze { try await store.analyze() }
 
         // Durable single writes.
@@ -99,9 +99,9 @@ struct IndexBenchRun {
         for j in 0..<options.singleWrites {
             let start = clock.now
             _ = try await store.importUsers([(name: "single\(j)", password: record, metadata: Self.metadata(n + j, using: &rng))])
-            singleLatencies.append(Self.seconds(clock.now - start))
+            singleLatencies.append((clock.now - start).seconds)
         }
-        let singleSeconds = Self.seconds(clock.now - singleStart)
+        let singleSeconds = (clock.now - singleStart).seconds
 
         // Searches.
         let shapes: [(String, (inout SystemRandomNumberGenerator) -> String)] = [
@@ -123,7 +123,7 @@ struct IndexBenchRun {
                 let query = try IndexQuery(parsing: make(&rng))
                 let start = clock.now
                 let page = try await store.searchUsers(query, after: nil, limit: 20)
-                latencies.append(Self.seconds(clock.now - start))
+                latencies.append((clock.now - start).seconds)
                 total += page.items.count
             }
             results.append((shape, latencies, Double(total) / Double(options.searches)))
@@ -131,8 +131,9 @@ struct IndexBenchRun {
         return Report(label: label, users: n, loadSeconds: loadSeconds, singleWrites: options.singleWrites, singleSeconds: singleSeconds,
                       singleLatencies: singleLatencies, searches: results, options: options)
     }
+}
 
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
+extension Duration {
+    /// The duration in seconds, as a Double (for the benchmarks' figures).
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

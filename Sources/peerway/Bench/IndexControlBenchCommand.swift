@@ -225,7 +225,3 @@ actor NoticeLog {
         return false
     }
 }
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
