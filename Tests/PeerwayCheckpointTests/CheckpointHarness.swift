@@ -6,7 +6,7 @@ import Testing
 
 /// A checkpoint machine under virtual time, and peers that speak the real protocol to it.
 struct CheckpointHarness {
-    let key = try! SupernodeKey(seed: Array(repeating: 7, count: 32))
+    let key: SupernodeKey
     var machine: CheckpointMachine<InMemoryLiveDirectory>
     var now = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
     /// Peers that receive what the checkpoint sends to their endpoint.
@@ -14,7 +14,8 @@ struct CheckpointHarness {
     /// Actions other than datagrams (INDEX calls, presence), in order, until a test takes them.
     var handedOut: [CheckpointAction] = []
 
-    init(configure: (inout CheckpointConfiguration) -> Void = { _ in }) {
+    init(seed: UInt8 = 7, configure: (inout CheckpointConfiguration) -> Void = { _ in }) {
+        key = try! SupernodeKey(seed: Array(repeating: seed, count: 32))
         var c = CheckpointConfiguration(key: key)
         configure(&c)
         machine = CheckpointMachine(configuration: c, directory: InMemoryLiveDirectory(), now: now)

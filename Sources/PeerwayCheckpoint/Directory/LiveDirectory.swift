@@ -6,22 +6,29 @@ public struct DirectoryEntry: Equatable, Sendable {
     /// The peer's own interface addresses.
     public var candidates: [PeerEndpoint]
     public var metadata: PeerMetadata
+    /// The supernode the peer is registered on: `nil` for this one, else another supernode of
+    /// the network whose row this is a replica of.
+    public var home: ClusterNode?
+    /// Orders competing registrations of the peer on two supernodes (ClusterFrame.swift).
+    public var version: UInt64
 
-    public init(peer: PeerID, observed: PeerEndpoint, candidates: [PeerEndpoint], metadata: PeerMetadata) {
+    public init(peer: PeerID, observed: PeerEndpoint, candidates: [PeerEndpoint], metadata: PeerMetadata,
+                home: ClusterNode? = nil, version: UInt64 = 0) {
         self.peer = peer
         self.observed = observed
         self.candidates = candidates
         self.metadata = metadata
+        self.home = home
+        self.version = version
     }
 }
 
 /// The live directory: who is online, where, with what metadata.
 ///
 /// CHECKPOINT's protocol code (`CheckpointMachine`) reads and writes presence only through this
-/// interface. `InMemoryLiveDirectory` is the single-supernode implementation. A cluster-wide
-/// directory (PostgreSQL) implements the same calls over a local replica that it keeps current
-/// (writes go through to the database, other supernodes' changes arrive by LISTEN/NOTIFY), so the
-/// calls stay synchronous and the protocol code does not change.
+/// interface. In a network of supernodes it holds the peers of every supernode: its own (home
+/// `nil`) and replicas of the others' rows, kept current over the mesh (ClusterFrame.swift), so
+/// lookups, searches and watches stay local and synchronous.
 public protocol LiveDirectory {
     /// Peers online.
     var count: Int { get }
@@ -42,6 +49,8 @@ public struct InMemoryLiveDirectory: LiveDirectory, Sendable {
     private struct Location: Sendable {
         var observed: PeerEndpoint
         var candidates: [PeerEndpoint]
+        var home: ClusterNode?
+        var version: UInt64
     }
 
     private var locations: [PeerID: Location] = [:]
@@ -52,7 +61,8 @@ public struct InMemoryLiveDirectory: LiveDirectory, Sendable {
     public var count: Int { locations.count }
 
     public mutating func upsert(_ entry: DirectoryEntry) {
-        let previous = locations.updateValue(Location(observed: entry.observed, candidates: entry.candidates), forKey: entry.peer)
+        let previous = locations.updateValue(Location(observed: entry.observed, candidates: entry.candidates,
+                                                                    home: entry.home, version: entry.version), forKey: entry.peer)
         if previous == nil || index.metadata(of: entry.peer) != entry.metadata {
             index.insert(entry.peer, metadata: entry.metadata)
         }
@@ -66,7 +76,7 @@ public struct InMemoryLiveDirectory: LiveDirectory, Sendable {
     public func entry(for peer: PeerID) -> DirectoryEntry? {
         guard let l = locations[peer] else { return nil }
         return DirectoryEntry(peer: peer, observed: l.observed, candidates: l.candidates,
-                              metadata: index.metadata(of: peer) ?? PeerMetadata())
+                              metadata: index.metadata(of: peer) ?? PeerMetadata(), home: l.home, version: l.version)
     }
 
     public func search(_ query: CheckpointQuery, after: PeerID?, limit: Int) -> (entries: [DirectoryEntry], more: Bool) {

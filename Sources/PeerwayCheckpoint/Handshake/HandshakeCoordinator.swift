@@ -42,14 +42,20 @@ struct PendingTraversal {
 
 /// HANDSHAKE on the checkpoint: pairs the two offers of an accepted connection, plans, pushes.
 extension CheckpointMachine {
+    /// `observed`: where the offer's sender is seen, when it came from another supernode.
     mutating func traversalOffer(_ offer: TraversalOffer, from peer: PeerID, id: UInt32, session sid: UInt64, ms: UInt64,
-                                 into out: inout [CheckpointAction]) {
+                                 observed forwardedObserved: PeerEndpoint? = nil, into out: inout [CheckpointAction]) {
         guard peer == (offer.role == .initiator ? offer.initiator : offer.acceptor) else {
             respond(.error(ControlFailure(.badRequest, "an offer's role must be the sender's: \(peer) is not the \(offer.role == .initiator ? "initiator" : "acceptor")")),
                     id: id, session: sid, into: &out)
             return
         }
         let key = NegotiationKey(requester: offer.initiator, callee: offer.acceptor, requestID: offer.requestID)
+        // The traversal is coordinated where the negotiation is: on the initiator's supernode.
+        if negotiations[key] == nil, forwardToHome(of: offer.initiator, .traversalOffer(offer), from: peer, session: sid, into: &out) {
+            respond(.ok, id: id, session: sid, into: &out)
+            return
+        }
         guard let negotiation = negotiations[key], negotiation.accepted else {
             respond(.error(ControlFailure(.unknownRequest, "no accepted connection request \(offer.requestID) from \(offer.initiator) to \(offer.acceptor) (offers are taken within \(CheckpointConfiguration.connectMemoryMillis / 1000) s of the accept)")),
                     id: id, session: sid, into: &out)
@@ -61,7 +67,7 @@ extension CheckpointMachine {
             respond(.ok, id: id, session: sid, into: &out)
             return
         }
-        let observed = sessions[sid]?.endpoint
+        let observed = forwardedObserved ?? sessions[sid]?.endpoint
         if offer.role == .initiator {
             pending.initiatorOffer = offer
             pending.initiatorObserved = observed
@@ -93,6 +99,10 @@ extension CheckpointMachine {
     mutating func traversalResult(_ result: TraversalResult, from peer: PeerID, id: UInt32, session sid: UInt64,
                                   into out: inout [CheckpointAction]) {
         let key = NegotiationKey(requester: result.initiator, callee: result.acceptor, requestID: result.requestID)
+        if traversals[key] == nil, forwardToHome(of: result.initiator, .traversalResult(result), from: peer, session: sid, into: &out) {
+            respond(.ok, id: id, session: sid, into: &out)
+            return
+        }
         if peer == (result.role == .initiator ? result.initiator : result.acceptor), traversals[key]?.planned == true {
             handshakeCounters.resultsByPath[result.path, default: 0] += 1
             if result.path != .failed { handshakeCounters.resultsByMethod[result.method, default: 0] += 1 }

@@ -25,6 +25,9 @@ public struct CheckpointConfiguration: Sendable {
     /// Whether an INDEX serves `indexRequest`s (the owner answers the `.index` actions); when
     /// false they are refused with `unavailable`.
     public var index = false
+    /// Whether this checkpoint is one of a network of supernodes: it then tells the others about
+    /// its peers and routes to theirs (`.cluster` actions; ClusterFrame.swift). False: alone.
+    public var clustered = false
 
     /// Default `helloRatePerSecond`: a NAT with many peers behind it re-handshakes them all after
     /// a supernode restart.

@@ -9,7 +9,11 @@ public enum CheckpointAction: Equatable, Sendable {
     /// Run an INDEX operation and give its outcome to `answerIndex` (only with `configuration.index`).
     case index(IndexCallContext)
     /// A peer registered (online) or its registration ended (offline): the INDEX's presence.
+    /// In a network of supernodes, peers of the other supernodes too.
     case presence(PeerID, online: Bool)
+    /// Send a frame to another supernode of the network (`nil`: to every other one). Only with
+    /// `configuration.clustered`. When it cannot be sent, tell the machine `clusterUnsent`.
+    case cluster(ClusterFrame, to: ClusterNode?)
 }
 
 /// The CHECKPOINT service as a pure state machine: datagrams and the time in, datagrams out.
@@ -49,6 +53,17 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     var negotiations: [NegotiationKey: Negotiation] = [:]
     var traversals: [NegotiationKey: PendingTraversal] = [:]
     var indexCalls = IndexCallTable()
+    /// Peers of each other supernode in the directory (replicas), for when it goes down.
+    var remotePeers: [ClusterNode: Set<PeerID>] = [:]
+    /// Peers of a supernode whose snapshot is arriving (rows not in it are removed at its end).
+    var snapshots: [ClusterNode: Set<PeerID>] = [:]
+    /// Pushes handed to other supernodes, by id, until their outcome comes back.
+    var remotePushes: [UInt64: RemotePush] = [:]
+    var remoteFlightsBySender: [SenderMessageKey: UInt64] = [:]
+    var nextRemotePushID: UInt64 = 1
+    /// Wall-clock milliseconds (Unix time), set by the owner before feeding events; versions the
+    /// registrations of a network of supernodes (ClusterFrame.swift). Unused by a lone checkpoint.
+    public var wallClockMillis: UInt64 = 0
     /// What the HANDSHAKE has done.
     public internal(set) var handshakeCounters = HandshakeCounters()
     var random = SystemRandomNumberGenerator()
@@ -200,9 +215,10 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
             file(&session)
         }
         sessions[session.id] = session
-        if roamed, let peer = session.peer, var entry = directory.entry(for: peer) {
+        if roamed, let peer = session.peer, !session.superseded, var entry = directory.entry(for: peer), entry.home == nil {
             entry.observed = source
             directory.upsert(entry)
+            publishToCluster(entry, into: &out)
         }
         handleRequest(envelope.frame, id: envelope.id, session: session.id, ms: ms, into: &out)
     }
@@ -222,16 +238,21 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     }
 
     /// Sends a push to `peer`'s session and keeps it until acknowledged; false when offline.
+    /// A peer registered on another supernode gets it through that one (`pushRemote`).
     @discardableResult
-    mutating func push(_ frame: ControlFrame, to peer: PeerID, flight: MessageFlight? = nil, ms: UInt64,
-                       into out: inout [CheckpointAction]) -> Bool {
-        guard let sid = sessionByPeer[peer], let s = sessions[sid] else { return false }
+    mutating func push(_ frame: ControlFrame, to peer: PeerID, flight: MessageFlight? = nil, origin: ClusterOrigin? = nil,
+                       ms: UInt64, into out: inout [CheckpointAction]) -> Bool {
+        guard let sid = sessionByPeer[peer], let s = sessions[sid] else {
+            guard origin == nil, let home = directory.entry(for: peer)?.home else { return false }
+            pushRemote(frame, to: peer, at: home, flight: flight, into: &out)
+            return true
+        }
         let pushID = s.nextPushID
         sessions[sid]!.nextPushID = pushID &+ 1 == 0 ? 1 : pushID &+ 1
         pushes[PushKey(session: sid, push: pushID)] = PendingPush(
             frame: frame, nextSendMillis: ms + CheckpointConfiguration.pushRetransmitMillis,
             gapMillis: CheckpointConfiguration.pushRetransmitMillis,
-            giveUpMillis: ms + CheckpointConfiguration.pushLifetimeMillis, flight: flight)
+            giveUpMillis: ms + CheckpointConfiguration.pushLifetimeMillis, flight: flight, origin: origin)
         if let flight { flightsBySender[SenderMessageKey(session: flight.senderSession, messageID: flight.messageID)] = PushKey(session: sid, push: pushID) }
         respond(frame, id: pushID, session: sid, into: &out)
         return true
@@ -291,6 +312,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
                 pushes[key] = nil
                 counters.pushesGivenUp += 1
                 if let flight = p.flight { finish(flight, outcome: .timedOut, ms: ms, into: &out) }
+                if let origin = p.origin { out.append(.cluster(.pushOutcome(id: origin.id, outcome: .timedOut), to: origin.node)) }
                 continue
             }
             p.gapMillis = min(p.gapMillis * 2, CheckpointConfiguration.pushRetransmitCapMillis)
@@ -323,7 +345,9 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         // Pushes to this session will never be acknowledged.
         let stranded = pushes.keys.filter { $0.session == id }
         for key in stranded {
-            if let flight = pushes.removeValue(forKey: key)?.flight { finish(flight, outcome: .offline, ms: ms, into: &out) }
+            guard let p = pushes.removeValue(forKey: key) else { continue }
+            if let flight = p.flight { finish(flight, outcome: .offline, ms: ms, into: &out) }
+            if let origin = p.origin { out.append(.cluster(.pushOutcome(id: origin.id, outcome: .offline), to: origin.node)) }
         }
         indexCalls.removeSession(id)
         guard let peer = session.peer, !session.superseded, sessionByPeer[peer] == id else { return }
@@ -331,6 +355,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         if change == .expired { counters.expirations += 1 } else { counters.unregistrations += 1 }
         sessionByPeer[peer] = nil
         directory.remove(peer)
+        if configuration.clustered { out.append(.cluster(.peerDown(peer, change: change), to: nil)) }
         for target in watching.removeValue(forKey: peer) ?? [] {
             watchersOf[target]?.remove(peer)
             if watchersOf[target]?.isEmpty == true { watchersOf[target] = nil }

@@ -13,6 +13,12 @@ extension CheckpointMachine {
     mutating func sendMessage(_ message: OutgoingMessage, from peer: PeerID, id: UInt32, session sid: UInt64, ms: UInt64,
                               into out: inout [CheckpointAction]) {
         let key = SenderMessageKey(session: sid, messageID: message.messageID)
+        if let remote = remoteFlightsBySender[key], remotePushes[remote] != nil {
+            remotePushes[remote]!.flight!.answeredQueued = true
+            respond(.messageOutcome(MessageOutcome(to: message.to, messageID: message.messageID, outcome: .queued)),
+                    id: id, session: sid, into: &out)
+            return
+        }
         if let inFlight = flightsBySender[key], pushes[inFlight] != nil {
             pushes[inFlight]!.flight!.answeredQueued = true
             respond(.messageOutcome(MessageOutcome(to: message.to, messageID: message.messageID, outcome: .queued)),
@@ -51,12 +57,14 @@ extension CheckpointMachine {
     mutating func handleAck(pushID: UInt32, session sid: UInt64, ms: UInt64, into out: inout [CheckpointAction]) {
         guard let pending = pushes.removeValue(forKey: PushKey(session: sid, push: pushID)) else { return }
         if let flight = pending.flight { finish(flight, outcome: .delivered, ms: ms, into: &out) }
+        if let origin = pending.origin { out.append(.cluster(.pushOutcome(id: origin.id, outcome: .delivered), to: origin.node)) }
     }
 
     /// Tells a message's sender its final outcome.
     mutating func finish(_ flight: MessageFlight, outcome: MessageOutcome.Outcome, ms: UInt64, into out: inout [CheckpointAction]) {
         let key = SenderMessageKey(session: flight.senderSession, messageID: flight.messageID)
         flightsBySender[key] = nil
+        remoteFlightsBySender[key] = nil
         remember(key, outcome, ms: ms)
         if outcome == .delivered { counters.messagesDelivered += 1 } else { counters.messagesFailed += 1 }
         guard let sender = sessions[flight.senderSession] else { return }
@@ -78,7 +86,7 @@ extension CheckpointMachine {
             respond(.ok, id: id, session: sid, into: &out)
             return
         }
-        guard sessionByPeer[request.to] != nil else {
+        guard directory.entry(for: request.to) != nil else {
             respond(.error(ControlFailure(.peerOffline, "\(request.to) is not online")), id: id, session: sid, into: &out)
             return
         }
@@ -98,6 +106,10 @@ extension CheckpointMachine {
     mutating func answerConnect(_ decision: ConnectDecision, by peer: PeerID, id: UInt32, session sid: UInt64, ms: UInt64,
                                 into out: inout [CheckpointAction]) {
         let key = NegotiationKey(requester: decision.peer, callee: peer, requestID: decision.requestID)
+        if negotiations[key] == nil, forwardToHome(of: decision.peer, .answerConnect(decision), from: peer, session: sid, into: &out) {
+            respond(.ok, id: id, session: sid, into: &out)
+            return
+        }
         guard let negotiation = negotiations[key] else {
             respond(.error(ControlFailure(.unknownRequest, "no open connection request \(decision.requestID) from \(decision.peer)")),
                     id: id, session: sid, into: &out)

@@ -90,8 +90,11 @@ extension CheckpointMachine {
         sessions[sid] = session
         sessionByPeer[peer] = sid
         let before = directory.entry(for: peer)
-        directory.upsert(DirectoryEntry(peer: peer, observed: session.endpoint, candidates: request.candidates,
-                                        metadata: request.metadata))
+        if let from = before?.home { remotePeers[from]?.remove(peer) }  // it moved here from another supernode
+        let entry = DirectoryEntry(peer: peer, observed: session.endpoint, candidates: request.candidates,
+                                   metadata: request.metadata, version: registrationVersion(after: before))
+        directory.upsert(entry)
+        publishToCluster(entry, into: &out)
         counters.registrations += 1
         respond(.registered(Registered(peer: peer, observed: session.endpoint, keepaliveSeconds: keepalive,
                                        expiryMisses: configuration.expiryMisses)), id: id, session: sid, into: &out)
@@ -127,6 +130,7 @@ extension CheckpointMachine {
         let changed = metadata != entry.metadata
         entry.metadata = metadata
         directory.upsert(entry)
+        if changed { publishToCluster(entry, into: &out) }
         respond(.ok, id: id, session: sid, into: &out)
         if changed {
             notifyWatchers(of: peer, StatusEvent(peer: peer, change: .metadataChanged, metadata: metadata), ms: ms, into: &out)
@@ -175,7 +179,7 @@ extension CheckpointMachine {
             watching[peer, default: []].insert(t)
             watchersOf[t, default: []].insert(peer)
         }
-        let statuses = targets.map { PeerStatus(peer: $0, online: sessionByPeer[$0] != nil) }
+        let statuses = targets.map { PeerStatus(peer: $0, online: directory.entry(for: $0) != nil) }
         respond(.watchResult(statuses), id: id, session: sid, into: &out)
     }
 }

@@ -54,6 +54,20 @@ struct PendingPush {
     var giveUpMillis: UInt64
     /// Set when the push delivers a message: its sender is told the outcome.
     var flight: MessageFlight?
+    /// Set when another supernode asked for the push: it is told the outcome.
+    var origin: ClusterOrigin?
+}
+
+/// Another supernode's push, named as it named it.
+struct ClusterOrigin: Equatable {
+    var node: ClusterNode
+    var id: UInt64
+}
+
+/// A push handed to another supernode: where, and the message it carries, if any.
+struct RemotePush {
+    var node: ClusterNode
+    var flight: MessageFlight?
 }
 
 /// A message between its sender's request and the recipient's ack.

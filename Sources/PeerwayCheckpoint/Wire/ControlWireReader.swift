@@ -45,6 +45,11 @@ struct ControlWireReader {
         UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: try take(8, what()), as: UInt64.self))
     }
 
+    /// Moves past `count` bytes (an embedded frame decoded from a slice).
+    mutating func skip(_ count: Int, _ what: @autoclosure () -> String) throws(ControlDecodingError) {
+        _ = try take(count, what())
+    }
+
     /// Exactly `count` bytes as an array (keys and signatures, which the types hold as arrays).
     mutating func array(_ count: Int, _ what: @autoclosure () -> String) throws(ControlDecodingError) -> [UInt8] {
         let start = try take(count, what())
