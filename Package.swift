@@ -86,12 +86,15 @@ let package = Package(
                 "PeerwaySTUN",
                 "PeerwayCheckpoint",
                 "PeerwayIndex",
+                "PeerwayIndexAPI",
                 "PeerwayRelay",
                 "CPeerwayLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // The cluster's membership table in the shared PostgreSQL (the INDEX's driver).
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .target(
@@ -185,7 +188,7 @@ let package = Package(
             name: "PeerwayIntegrationTests",
             dependencies: [
                 "Peerway", "PeerwaySupernode", "PeerwaySTUN", "PeerwayNetcheck", "PeerwayCheckpoint", "PeerwayRelay", "PeerwayTunnel",
-                "PeerwayIndex",
+                "PeerwayIndex", "PeerwayIndexAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -203,7 +206,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PeerwayLabTests", dependencies: ["PeerwayLab"]),
-        .testTarget(name: "PeerwayIndexTests", dependencies: ["PeerwayIndex", "PeerwayCheckpoint"]),
+        .testTarget(name: "PeerwayIndexTests", dependencies: ["PeerwayIndex", "PeerwayCheckpoint", "PeerwaySupernode"]),
         .testTarget(
             name: "PeerwayIndexAPITests",
             dependencies: [

@@ -43,10 +43,13 @@ public struct CheckpointServerConfiguration: Sendable {
     /// The INDEX peers reach over their control channel (`nil`: INDEX requests are refused with
     /// `unavailable`). The checkpoint keeps its `presence` table (read by the management API too).
     public var index: IndexControlService?
+    /// The other supernodes of its network (`nil`: this supernode is alone).
+    public var cluster: CheckpointClusterBridge?
 
     public init(listen: STUNAddress, advertisedHost: String? = nil, checkpoint: CheckpointConfiguration,
                 tcp: STUNAddress? = nil, relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)? = nil,
-                index: IndexControlService? = nil) {
+                index: IndexControlService? = nil, cluster: CheckpointClusterBridge? = nil) {
+        self.cluster = cluster
         self.listen = listen
         self.advertisedHost = advertisedHost
         self.checkpoint = checkpoint
@@ -54,6 +57,7 @@ public struct CheckpointServerConfiguration: Sendable {
         self.relayHandoff = relayHandoff
         self.index = index
         self.checkpoint.index = index != nil
+        self.checkpoint.clustered = cluster != nil
     }
 }
 
@@ -77,6 +81,8 @@ public struct CheckpointStatistics: Sendable, Equatable {
     public var sessions = 0
     public var registered = 0
     public var pendingPushes = 0
+    /// Peers registered on the other supernodes of the network, in this one's directory.
+    public var remotePeers = 0
     /// Datagrams the kernel refused to send.
     public var sendFailures = 0
     /// Datagrams over the size limit, dropped.
@@ -138,9 +144,11 @@ public final class CheckpointServer: Service, Sendable {
         do {
             var checkpoint = configuration.checkpoint
             checkpoint.index = configuration.index != nil
+            checkpoint.clustered = configuration.cluster != nil
             worker = try CheckpointWorker(fd: fd, configuration: checkpoint,
                                           tcp: tcp.map { CheckpointTCPConnections(listener: $0.fd, relayHandoff: configuration.relayHandoff) },
-                                          index: try configuration.index.map { try CheckpointIndexBridge(service: $0) })
+                                          index: try configuration.index.map { try CheckpointIndexBridge(service: $0) },
+                                          cluster: configuration.cluster)
         } catch {
             close(fd)
             if let tcp { close(tcp.fd) }
@@ -189,12 +197,15 @@ final class CheckpointWorker: @unchecked Sendable {
     private let tcp: CheckpointTCPConnections?
     /// The INDEX, if any.
     private let index: CheckpointIndexBridge?
+    /// The other supernodes of the network, if any.
+    private let cluster: CheckpointClusterBridge?
 
     init(fd: Int32, configuration: CheckpointConfiguration, tcp: CheckpointTCPConnections? = nil,
-         index: CheckpointIndexBridge? = nil) throws {
+         index: CheckpointIndexBridge? = nil, cluster: CheckpointClusterBridge? = nil) throws {
         self.fd = fd
         self.tcp = tcp
         self.index = index
+        self.cluster = cluster
         thread = try ServiceThread()
         machine = CheckpointMachine(configuration: configuration, directory: InMemoryLiveDirectory(), now: .now())
     }
@@ -235,10 +246,12 @@ final class CheckpointWorker: @unchecked Sendable {
         actions.reserveCapacity(batch * 2)
         var datagram = ByteBuffer()
         datagram.reserveCapacity(recvSlot)
-        // Slots: the socket, the stop pipe, the INDEX's wake pipe (or nothing: -1), then TCP.
+        // Slots: the socket, the stop pipe, the INDEX's and the cluster's wake pipes (or nothing:
+        // -1), then TCP.
         var polls = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.stopDescriptor, events: Int16(POLLIN), revents: 0),
-                     pollfd(fd: index?.wakeDescriptor ?? -1, events: Int16(POLLIN), revents: 0)]
-        let firstTCPSlot = 3
+                     pollfd(fd: index?.wakeDescriptor ?? -1, events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: cluster?.wakeDescriptor ?? -1, events: Int16(POLLIN), revents: 0)]
+        let firstTCPSlot = 4
         let tick = CheckpointMachine<InMemoryLiveDirectory>.tickMillis
         var nextTick = NIODeadline.now() + .milliseconds(Int64(tick))
 
@@ -247,7 +260,7 @@ final class CheckpointWorker: @unchecked Sendable {
         func publish() {
             let snapshot = CheckpointStatistics(
                 counters: machine.counters, sessions: machine.sessionCount, registered: machine.registeredCount,
-                pendingPushes: machine.pendingPushes, sendFailures: sendFailures, oversize: oversize,
+                pendingPushes: machine.pendingPushes, remotePeers: machine.remotePeerCount, sendFailures: sendFailures, oversize: oversize,
                 tcp: tcp?.statistics ?? CheckpointTCPStatistics())
             published.withLockedValue { $0 = snapshot }
         }
@@ -266,6 +279,8 @@ final class CheckpointWorker: @unchecked Sendable {
             }
             pending = 0
         }
+        // Cluster frames that found no link: handed back to the machine after the pass.
+        var unsent: [(ClusterFrame, ClusterNode)] = []
         func emit() {
             for action in actions {
                 let bytes: ByteBuffer, to: PeerEndpoint
@@ -273,6 +288,9 @@ final class CheckpointWorker: @unchecked Sendable {
                 case .send(let b, let t): (bytes, to) = (b, t)
                 case .index(let context): index?.call(context); continue
                 case .presence(let peer, let online): index?.presenceChanged(peer, online: online); continue
+                case .cluster(let frame, let node):
+                    if let cluster, !cluster.send(frame, to: node), let node { unsent.append((frame, node)) }
+                    continue
                 }
                 // To a TCP connection's remote address: framed onto that connection.
                 if let tcp, tcp.send(bytes, to: to) { continue }
@@ -285,6 +303,13 @@ final class CheckpointWorker: @unchecked Sendable {
                 if pending == batch { flush() }
             }
             actions.removeAll(keepingCapacity: true)
+            while !unsent.isEmpty {
+                let failed = unsent
+                unsent.removeAll()
+                let now = NIODeadline.now()
+                for (frame, node) in failed { machine.clusterUnsent(frame, to: node, now: now, into: &actions) }
+                emit()
+            }
         }
 
         defer { tcp?.closeAll() }
@@ -296,6 +321,7 @@ final class CheckpointWorker: @unchecked Sendable {
             let remaining = (nextTick - NIODeadline.now()).nanoseconds / 1_000_000
             let ready = poll(&polls, nfds_t(polls.count), Int32(clamping: max(0, remaining)))
             if ready < 0, errno != EINTR { break }
+            if cluster != nil { machine.wallClockMillis = UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
             if polls[1].revents != 0 {
                 // Stopping: tell every registered peer, so it re-handshakes now (failover).
                 machine.farewell(into: &actions)
@@ -337,6 +363,18 @@ final class CheckpointWorker: @unchecked Sendable {
                     }
                 }
                 emit()
+                flush()
+            }
+            if ready > 0, let cluster, polls[3].revents != 0 {
+                let now = NIODeadline.now()
+                for inbound in cluster.drain() {
+                    switch inbound {
+                    case .frame(let frame, let node): machine.clusterReceive(frame, from: node, now: now, into: &actions)
+                    case .up(let node): machine.clusterNodeUp(node, now: now, into: &actions)
+                    case .down(let node): machine.clusterNodeDown(node, now: now, into: &actions)
+                    }
+                    emit()
+                }
                 flush()
             }
             if ready > 0, let tcp {
