@@ -1,18 +1,14 @@
 import ArgumentParser
 import Foundation
-import Logging
+import Peerway
 import PeerwayCheckpoint
-import PeerwayIndex
 import PeerwayIndexAPI
 import PeerwayRelay
 import PeerwaySTUN
-import NIOCore
-import Peerway
-import NIOPosix
 import PeerwaySupernode
-import ServiceLifecycle
 
-/// `peerway supernode`: every service of a supernode in one process (CHECKPOINT and the STUN pair).
+/// `peerway supernode`: every service of a supernode in one process, composed by `Supernode`
+/// from the `SupernodeConfiguration` its flags describe.
 struct SupernodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "supernode",
@@ -82,123 +78,80 @@ struct SupernodeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger(label: "peerway.supernode", verbose: verbose)
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        let key = try SupernodeKey.loadOrCreate(at: dataDirectory + "/supernode.key")
-        // The INDEX: opened before the services that use it, closed after they have all stopped.
-        let indexStore: (any IndexStore)? = noIndex ? nil : try await openIndexStore(logger: logger)
-        do {
-            try await runServices(key: key, indexStore: indexStore, logger: logger)
-        } catch {
-            await indexStore?.close()
-            throw error
-        }
-        await indexStore?.close()
-    }
-
-    /// The services of this supernode, run until SIGINT or SIGTERM.
-    func runServices(key: SupernodeKey, indexStore: (any IndexStore)?, logger: Logger) async throws {
-        guard let listenAddress = STUNAddress(parsing: listen) else {
-            throw ValidationError("--listen \(listen): expected IP:PORT, e.g. 0.0.0.0:7400 or [::]:7400")
-        }
-        var checkpointConfiguration = CheckpointConfiguration(key: key)
-        guard ControlLimits.keepaliveSecondsRange.contains(keepalive) else {
-            throw ValidationError("--keepalive must be within \(ControlLimits.keepaliveSecondsRange) seconds")
-        }
-        checkpointConfiguration.keepaliveSeconds = keepalive
-        // The HANDSHAKE hands out this supernode's relay (created before the checkpoint that grants it).
-        let relay = noRelay ? nil : try makeRelay(listen: listenAddress, logger: logger)
-        if let relay {
-            try relay.start()
-            checkpointConfiguration.relays = SupernodeRelays([relay])
-        }
-        var tcpAddress: STUNAddress?
-        if !noTCP {
-            guard let a = STUNAddress(parsing: tcpListen ?? listen) else {
-                throw ValidationError("--tcp-listen \(tcpListen ?? ""): expected IP:PORT, e.g. 0.0.0.0:443 or [::]:443")
-            }
-            tcpAddress = a
-        }
-        // Connections to the TCP port that start with "PWRB" are relay binds: the relay takes them.
-        var relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)?
-        if let relay {
-            relayHandoff = { fd, firstBytes in relay.adoptTCP(fd: fd, firstBytes: firstBytes) }
-        }
-        // Peers reach the INDEX over their control channel; the checkpoint's presence shows in
-        // member lists and in the management API.
-        let index = indexStore.map { IndexControlService(store: $0) }
-        let checkpoint = CheckpointServer(
-            configuration: CheckpointServerConfiguration(listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
-                                                         checkpoint: checkpointConfiguration, tcp: tcpAddress, relayHandoff: relayHandoff,
-                                                         index: index),
-            logger: logger)
-        let address = try checkpoint.start()
-        try (address.description + "\n").write(toFile: dataDirectory + "/address", atomically: true, encoding: .utf8)
-        say("supernode: \(address)")
-        var services: [any Service] = [checkpoint]
-        if let relay {
+        let (configuration, tokenSource) = try supernodeConfiguration()
+        let supernode = try await Supernode.start(configuration, logger: logger)
+        if let location = supernode.indexLocation { say("supernode: INDEX in \(location)") }
+        say("supernode: \(supernode.address)")
+        if let relay = supernode.relay {
             say("supernode: RELAY on udp \(relay.udpAddress!), tcp \(relay.tcpAddress.map(\.description) ?? "-")")
-            services.append(relay)
         }
-        if !noSTUN {
-            let stunServer = STUNPairServer(configuration: try stun.configuration(), logger: logger)
-            let layout = try await stunServer.start()
+        if let layout = supernode.stunLayout {
             say("supernode: STUN pair on \(layout)")
             if !layout.supportsChangeRequest {
                 say("supernode: no alternate address: NAT mapping/filtering tests are unavailable (give --stun-alternate IP:PORT)")
             }
-            services.append(stunServer)
         }
-        if !noAdmin, let indexStore, let index {
-            services.append(try makeAdminServer(indexStore: indexStore, presence: index.presence, listen: listenAddress, logger: logger))
+        if let url = supernode.adminURL { say("supernode: INDEX management API on \(url) (token: \(tokenSource))") }
+        try await runUntilSignalled([supernode], logger: logger)
+    }
+
+    /// The supernode the flags describe, and where its admin token comes from (for the output).
+    func supernodeConfiguration() throws -> (SupernodeConfiguration, tokenSource: String) {
+        guard let listenAddress = STUNAddress(parsing: listen) else {
+            throw ValidationError("--listen \(listen): expected IP:PORT, e.g. 0.0.0.0:7400 or [::]:7400")
         }
-        try await runUntilSignalled(services, logger: logger)
+        guard ControlLimits.keepaliveSecondsRange.contains(keepalive) else {
+            throw ValidationError("--keepalive must be within \(ControlLimits.keepaliveSecondsRange) seconds")
+        }
+        var configuration = SupernodeConfiguration(
+            dataDirectory: dataDirectory, listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
+            keepaliveSeconds: keepalive, stun: noSTUN ? nil : try stun.configuration(),
+            relay: noRelay ? nil : try relay(listen: listenAddress), index: noIndex ? .none : try indexStorage())
+        if noTCP {
+            configuration.tcp = .off
+        } else if let tcpListen {
+            guard let address = STUNAddress(parsing: tcpListen) else {
+                throw ValidationError("--tcp-listen \(tcpListen): expected IP:PORT, e.g. 0.0.0.0:443 or [::]:443")
+            }
+            configuration.tcp = .at(address)
+        }
+        var tokenSource = ""
+        if !noAdmin, !noIndex {
+            (configuration.admin, tokenSource) = try admin(listen: listenAddress)
+        }
+        return (configuration, tokenSource)
     }
 
     /// The INDEX management API: on --admin-listen, with the token of --admin-token, the
-    /// environment or DATA_DIR/admin-token. It prints its URL and writes it to DATA_DIR/admin-url.
-    func makeAdminServer(indexStore: any IndexStore, presence: any IndexPresence, listen: STUNAddress, logger: Logger) throws -> IndexAdminServer {
+    /// environment or DATA_DIR/admin-token (nil: the supernode loads or creates that file).
+    func admin(listen: STUNAddress) throws -> (SupernodeConfiguration.Admin, tokenSource: String) {
         let text = adminListen ?? "127.0.0.1:\(listen.port == 0 ? 0 : IndexAPILimits.defaultPort)"
         guard let (host, port) = IndexAdminConfiguration.parseListen(text) else {
             throw ValidationError("--admin-listen \(text): expected HOST:PORT, e.g. 127.0.0.1:7480 or [::1]:7480")
         }
-        let token: AdminToken
-        let tokenSource: String
         if let given = adminToken {
-            (token, tokenSource) = (try AdminToken(given), "--admin-token")
-        } else if let given = ProcessInfo.processInfo.environment[AdminToken.environmentVariable] {
-            (token, tokenSource) = (try AdminToken(given), "$" + AdminToken.environmentVariable)
-        } else {
-            (token, tokenSource) = (try AdminToken.loadOrCreate(directory: dataDirectory), dataDirectory + "/" + AdminToken.fileName)
+            return (.init(host: host, port: port, token: try AdminToken(given)), "--admin-token")
         }
-        let urlFile = dataDirectory + "/admin-url"
-        try? FileManager.default.removeItem(atPath: urlFile)
-        return IndexAdminServer(configuration: IndexAdminConfiguration(
-            host: host, port: port, token: token, store: indexStore, presence: presence, logger: logger,
-            onListening: { url in
-                try? (url + "\n").write(toFile: urlFile, atomically: true, encoding: .utf8)
-                say("supernode: INDEX management API on \(url) (token: \(tokenSource))")
-            }))
+        if let given = ProcessInfo.processInfo.environment[AdminToken.environmentVariable] {
+            return (.init(host: host, port: port, token: try AdminToken(given)), "$" + AdminToken.environmentVariable)
+        }
+        return (.init(host: host, port: port), dataDirectory + "/" + AdminToken.fileName)
     }
 
-    /// The INDEX store `--index` names: PostgreSQL for a postgres:// URL, else SQLite (`sqlite:DIR`, or DATA_DIR).
-    func openIndexStore(logger: Logger) async throws -> any IndexStore {
+    /// The INDEX storage `--index` names: PostgreSQL for a postgres:// URL, else SQLite (`sqlite:DIR`, or DATA_DIR).
+    func indexStorage() throws -> SupernodeConfiguration.IndexStorage {
         let location = index ?? "sqlite:" + dataDirectory
         if location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
-            let store = try await PostgresIndexStore(url: location, logger: logger)
-            say("supernode: INDEX in \(store.location)")
-            return store
+            return .postgres(url: location)
         }
         guard location.hasPrefix("sqlite:"), location.count > "sqlite:".count else {
             throw ValidationError("--index \(location): expected postgres://user:pass@host:port/db or sqlite:DIR")
         }
-        let store = try SQLiteIndexStore(directory: String(location.dropFirst("sqlite:".count)))
-        say("supernode: INDEX in \(store.path)")
-        return store
+        return .sqlite(directory: String(location.dropFirst("sqlite:".count)))
     }
 
-    /// The RELAY of this supernode (not started): UDP and TCP on the --listen host, port 7401 by default.
-    func makeRelay(listen: STUNAddress, logger: Logger) throws -> RelayServer {
+    /// The RELAY of this supernode: UDP and TCP on the --listen host, port 7401 by default.
+    func relay(listen: STUNAddress) throws -> SupernodeConfiguration.Relay {
         let port = listen.port == 0 ? 0 : RelayLimits.defaultPort
         func parse(_ text: String?, _ flag: String) throws -> STUNAddress {
             guard let text else { return listen.with(port: port) }
@@ -207,8 +160,8 @@ struct SupernodeCommand: AsyncParsableCommand {
         }
         let udp = try parse(relayListen, "--relay-listen")
         let tcp = try parse(relayTCPListen, "--relay-tcp-listen")
-        return RelayServer(configuration: .init(udp: udp, tcp: tcp, advertisedHost: advertise ?? Self.advertisedHost(for: udp)),
-                           logger: logger)
+        // A relay on a wildcard advertises a routable address of this host, else its bound one.
+        return .init(udp: udp, tcp: tcp, advertisedHost: advertise ?? Self.advertisedHost(for: udp) ?? udp.ipString)
     }
 
     /// For a wildcard bind, the first routable address of this host of the same family.

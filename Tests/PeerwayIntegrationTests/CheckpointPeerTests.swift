@@ -31,14 +31,13 @@ actor EventLog {
     }
 }
 
-/// Loopback integration: a real `CheckpointServer` and real `Peer`s in this process.
+/// Loopback integration: a real supernode (CHECKPOINT alone) and real `Peer`s in this process.
 @Suite("CHECKPOINT loopback: real supernode and peers")
 struct CheckpointPeerTests {
-    static func server(key: SupernodeKey = SupernodeKey(), port: UInt16 = 0, expiryMisses: UInt8 = 3) throws -> CheckpointServer {
-        var c = CheckpointConfiguration(key: key)
-        c.expiryMisses = expiryMisses
-        return CheckpointServer(configuration: CheckpointServerConfiguration(
-            listen: STUNAddress(ip: .v4(0x7F00_0001), port: port), checkpoint: c))
+    /// A supernode with CHECKPOINT only (no STUN pair, no RELAY) on 127.0.0.1.
+    static func supernode(key: SupernodeKey = SupernodeKey(), port: UInt16 = 0, expiryMisses: UInt8 = 3) async throws -> Supernode {
+        try await Supernode.start(SupernodeConfiguration(key: key, listen: SupernodeConfiguration.loopback.with(port: port),
+                                                         stun: nil, relay: nil, tuneCheckpoint: { $0.expiryMisses = expiryMisses }))
     }
 
     static func options(keepalive: UInt16 = 25) -> PeerOptions {
@@ -50,8 +49,8 @@ struct CheckpointPeerTests {
 
     @Test("register, lookup, search, messages delivered and failed, negotiation accepted and refused")
     func conversation() async throws {
-        let server = try Self.server()
-        let address = try server.start()
+        let supernode = try await Self.supernode()
+        let address = supernode.address
         let a = try await Peer.start(identity: PeerIdentity(), supernodes: [address], metadata: ["app": "chat", "age": "31"],
                                      options: Self.options())
         let b = try await Peer.start(identity: PeerIdentity(), supernodes: [address], metadata: ["app": "chat", "age": "25"],
@@ -91,7 +90,7 @@ struct CheckpointPeerTests {
         await answering.value
         await a.stop()
         await b.stop()
-        let stats = server.statistics()
+        let stats = supernode.checkpoint.statistics()
         #expect(stats.counters.messagesDelivered == 2)
         // Real handshakes on real sockets: unauthenticated bytes out never exceed bytes in.
         let c = stats.counters
@@ -99,13 +98,13 @@ struct CheckpointPeerTests {
         #expect(c.unauthenticatedBytesOut <= c.unauthenticatedBytesIn)
         print("checkpoint amplification on loopback: \(c.unauthenticatedBytesIn) B in, \(c.unauthenticatedBytesOut) B out")
         #expect(stats.registered == 0)
-        await server.stop()
+        await supernode.stop()
     }
 
     @Test("a watched peer killed without unregistering is expired and its watcher told")
     func watchWithExpiry() async throws {
-        let server = try Self.server(expiryMisses: 2)
-        let address = try server.start()
+        let supernode = try await Self.supernode(expiryMisses: 2)
+        let address = supernode.address
         let a = try await Peer.start(identity: PeerIdentity(), supernodes: [address], options: Self.options())
         let aLog = EventLog(a)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-exp-\(UUID().uuidString)").path
@@ -127,27 +126,26 @@ struct CheckpointPeerTests {
         #expect(after >= .seconds(5) && after <= .seconds(16), "expired after \(after), expected 2 x 5 s of silence")
         #expect(try await a.lookup(cID).online == false)
         await a.stop()
-        await server.stop()
+        await supernode.stop()
     }
 
     @Test("peers re-register by themselves when their supernode restarts, and messages flow again")
     func supernodeRestart() async throws {
         let key = SupernodeKey()
-        let first = try Self.server(key: key)
-        let address = try first.start()
+        let first = try await Self.supernode(key: key)
+        let address = first.address
         let a = try await Peer.start(identity: PeerIdentity(), supernodes: [address], options: Self.options(keepalive: 5))
         let b = try await Peer.start(identity: PeerIdentity(), supernodes: [address], options: Self.options(keepalive: 5))
         let aLog = EventLog(a), bLog = EventLog(b)
         #expect(try await a.send("before", to: b.id) == .delivered)
         await first.stop()
-        let second = try Self.server(key: key, port: address.port)
-        try second.start()
-        #expect(second.statistics().registered == 0)
+        let second = try await Self.supernode(key: key, port: address.port)
+        #expect(second.checkpoint.statistics().registered == 0)
         // Each notices at its next keepalive (5 s), is told its session is unknown, and registers again.
         #expect(await aLog.waitFor(timeout: .seconds(20)) { if case .reregistered = $0 { return true }; return false } != nil)
         #expect(await bLog.waitFor(timeout: .seconds(20)) { if case .reregistered = $0 { return true }; return false } != nil)
         #expect(try await a.send("after", to: b.id) == .delivered)
-        #expect(second.statistics().registered == 2)
+        #expect(second.checkpoint.statistics().registered == 2)
         await a.stop()
         await b.stop()
         await second.stop()
@@ -155,11 +153,11 @@ struct CheckpointPeerTests {
 
     @Test("a peer fails over to its second supernode when the first does not answer")
     func failover() async throws {
-        let dead = try Self.server()
-        let deadAddress = try dead.start()
+        let dead = try await Self.supernode()
+        let deadAddress = dead.address
         await dead.stop()
-        let live = try Self.server()
-        let liveAddress = try live.start()
+        let live = try await Self.supernode()
+        let liveAddress = live.address
         let started = ContinuousClock.now
         let a = try await Peer.start(identity: PeerIdentity(), supernodes: [deadAddress, liveAddress], options: Self.options())
         // One handshake attempt (5 s) at the silent one, then the live one; slack for a loaded machine.
@@ -167,17 +165,17 @@ struct CheckpointPeerTests {
         print("failover took \(took)")
         #expect(took < .seconds(20))
         try await Task.sleep(for: .milliseconds(300)) // statistics are published after each pass
-        #expect(live.statistics().registered == 1)
+        #expect(live.checkpoint.statistics().registered == 1)
         await a.stop()
         await live.stop()
     }
 
     @Test("when its supernode stops, a peer fails over to the next one at once, not at its next keepalive")
     func failoverOnShutdown() async throws {
-        let first = try Self.server()
-        let firstAddress = try first.start()
-        let second = try Self.server()
-        let secondAddress = try second.start()
+        let first = try await Self.supernode()
+        let firstAddress = first.address
+        let second = try await Self.supernode()
+        let secondAddress = second.address
         let a = try await Peer.start(identity: PeerIdentity(), supernodes: [firstAddress, secondAddress], options: Self.options())
         let log = EventLog(a)
         let stopped = ContinuousClock.now
@@ -198,15 +196,15 @@ struct CheckpointPeerTests {
 
     @Test("a supernode address with the wrong key never completes the handshake")
     func wrongKey() async throws {
-        let server = try Self.server()
-        let real = try server.start()
+        let supernode = try await Self.supernode()
+        let real = supernode.address
         let forged = SupernodeAddress(publicKey: SupernodeKey().publicKey, host: real.host, port: real.port)
         var o = Self.options()
         o.startTimeout = .seconds(3)
         await #expect(throws: PeerError.self) {
             _ = try await Peer.start(identity: PeerIdentity(), supernodes: [forged], options: o)
         }
-        #expect(server.statistics().registered == 0)
-        await server.stop()
+        #expect(supernode.checkpoint.statistics().registered == 0)
+        await supernode.stop()
     }
 }

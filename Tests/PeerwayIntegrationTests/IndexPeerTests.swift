@@ -7,32 +7,25 @@ import PeerwaySTUN
 import PeerwaySupernode
 import Testing
 
-/// A checkpoint with an INDEX on a SQLite file, restartable on the same port and data.
+/// A supernode (CHECKPOINT and its INDEX on a SQLite file), restartable on the same port, key and data.
 final class IndexScene: @unchecked Sendable {
     let key = SupernodeKey()
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peerway-index-peer-\(UUID().uuidString)").path
     var port: UInt16 = 0
-    var server: CheckpointServer?
-    var store: SQLiteIndexStore?
-    let presence = IndexPresenceTable()
+    var supernode: Supernode?
 
     func start() async throws -> SupernodeAddress {
-        let store = try SQLiteIndexStore(directory: directory, hasher: .testing)
-        let server = CheckpointServer(configuration: CheckpointServerConfiguration(
-            listen: STUNAddress(ip: .v4(0x7F00_0001), port: port), checkpoint: CheckpointConfiguration(key: key),
-            index: IndexControlService(store: store, presence: presence)))
-        let address = try server.start()
-        port = address.port
-        self.store = store
-        self.server = server
-        return address
+        let supernode = try await Supernode.start(SupernodeConfiguration(
+            key: key, listen: SupernodeConfiguration.loopback.with(port: port), stun: nil, relay: nil,
+            index: .sqlite(directory: directory, hasher: .testing)))
+        port = supernode.address.port
+        self.supernode = supernode
+        return supernode.address
     }
 
     func stop() async {
-        await server?.stop()
-        await store?.close()
-        server = nil
-        store = nil
+        await supernode?.stop()
+        supernode = nil
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
@@ -101,7 +94,7 @@ struct IndexPeerTests {
         try await alice.logout()
         #expect(await bobLog.waitFor(timeout: .seconds(10), Self.memberStatus("alice", online: false)) != nil)
         await #expect(throws: PeerError.self) { try await alice.myNetworks() }
-        #expect(scene.presence.isOnline(alice.id))
+        #expect(scene.supernode?.index?.presence.isOnline(alice.id) == true)
 
         await alice.stop()
         await bob.stop()
@@ -110,9 +103,8 @@ struct IndexPeerTests {
 
     @Test("a supernode without an INDEX refuses INDEX calls with a clear error")
     func noIndex() async throws {
-        let server = try CheckpointPeerTests.server()
-        let address = try server.start()
-        let peer = try await Peer.start(identity: PeerIdentity(), supernodes: [address], options: IndexScene.options())
+        let supernode = try await CheckpointPeerTests.supernode()
+        let peer = try await Peer.start(identity: PeerIdentity(), supernodes: [supernode.address], options: IndexScene.options())
         do {
             _ = try await peer.signup(username: "alice", password: "correct horse")
             Issue.record("signup succeeded without an INDEX")
@@ -121,6 +113,6 @@ struct IndexPeerTests {
             #expect(failure.code == .unavailable)
         }
         await peer.stop()
-        await server.stop()
+        await supernode.stop()
     }
 }

@@ -1,8 +1,6 @@
 import Foundation
-import NIOCore
 import Peerway
 import PeerwayCheckpoint
-import PeerwaySTUN
 import PeerwaySupernode
 import Testing
 #if canImport(Glibc)
@@ -13,10 +11,10 @@ import Glibc
 /// its HANDSHAKE, the STUN pair and the RELAY) in this process.
 @Suite("Tunnels on loopback: HANDSHAKE, probes, encrypted records, relay", .serialized)
 struct TunnelPeerTests {
-    static func peerOptions(_ scene: TunnelScene) -> PeerOptions {
+    static func peerOptions(_ supernode: Supernode) -> PeerOptions {
         var o = PeerOptions()
         o.bindHost = "127.0.0.1"
-        o.stunServer = scene.stun
+        o.stunServer = supernode.stunLayout?.primary
         return o
     }
 
@@ -67,9 +65,9 @@ struct TunnelPeerTests {
 
     @Test("a UDP tunnel: direct on the shared host, verified, encrypted, echo intact; it outlives the supernode")
     func udpTunnelOutlivesSupernode() async throws {
-        let scene = try await TunnelScene.start()
-        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
-        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let supernode = try await Supernode.start(SupernodeConfiguration())
+        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [supernode.address], options: Self.peerOptions(supernode))
+        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [supernode.address], options: Self.peerOptions(supernode))
         let bLog = EventLog(b)
         let accepting = Self.acceptAndEcho(b, bLog)
         let tunnel = try await a.connect(to: b.id, transport: .udp, options: Self.loopbackTunnels)
@@ -81,7 +79,7 @@ struct TunnelPeerTests {
         let payload = (0..<1200).map { UInt8(truncatingIfNeeded: $0 * 7) }
         #expect(Self.roundTrip(tunnel.fileDescriptor, payload) == payload)
         // Every supernode stops: the tunnel keeps working.
-        await scene.stop()
+        await supernode.stop()
         try await Task.sleep(for: .milliseconds(300))
         let later = Array("still here".utf8)
         #expect(Self.roundTrip(tunnel.fileDescriptor, later) == later)
@@ -119,9 +117,9 @@ extension TunnelPeerTests {
 
     @Test("a TCP tunnel: direct, stream hello verified, 1 MiB echoed intact through encrypted records", arguments: [true, false])
     func tcpTunnel(encrypted: Bool) async throws {
-        let scene = try await TunnelScene.start()
-        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
-        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let supernode = try await Supernode.start(SupernodeConfiguration())
+        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [supernode.address], options: Self.peerOptions(supernode))
+        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [supernode.address], options: Self.peerOptions(supernode))
         let bLog = EventLog(b)
         let options = TunnelOptions(encrypted: encrypted, bindHost: "127.0.0.1")
         let accepting = Task { () -> Tunnel? in
@@ -141,16 +139,16 @@ extension TunnelPeerTests {
         theirs?.close()
         await a.stop()
         await b.stop()
-        await scene.stop()
+        await supernode.stop()
     }
 }
 
 extension TunnelPeerTests {
     @Test("relay only: the RELAY carries the tunnel, payload untouched (0 bytes added), UDP and TCP", arguments: [TunnelTransport.udp, .tcp])
     func relayedTunnel(transport: TunnelTransport) async throws {
-        let scene = try await TunnelScene.start()
-        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
-        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [scene.address], options: Self.peerOptions(scene))
+        let supernode = try await Supernode.start(SupernodeConfiguration())
+        let a = try await Peer.start(identity: PeerIdentity(), supernodes: [supernode.address], options: Self.peerOptions(supernode))
+        let b = try await Peer.start(identity: PeerIdentity(), supernodes: [supernode.address], options: Self.peerOptions(supernode))
         let bLog = EventLog(b)
         let options = TunnelOptions(encrypted: transport == .tcp, bindHost: "127.0.0.1", directPaths: false)
         let accepting = Self.acceptAndEcho(b, bLog, options: options)
@@ -161,14 +159,15 @@ extension TunnelPeerTests {
         if transport == .udp {
             // Raw: the application's datagram is what the relay forwards, byte for byte.
             #expect(!tunnel.isEncrypted)
-            let before = scene.relay.statistics().udp
+            let relay = try #require(supernode.relay)
+            let before = relay.statistics().udp
             let payload = (0..<1000).map { UInt8(truncatingIfNeeded: $0) }
             #expect(Self.roundTrip(tunnel.fileDescriptor, payload) == payload)
             // The relay's thread counts a datagram after sending it: give the last count a moment.
-            var after = scene.relay.statistics().udp
+            var after = relay.statistics().udp
             for _ in 0..<50 where after.forwardedDatagrams - before.forwardedDatagrams < 2 {
                 try await Task.sleep(for: .milliseconds(20))
-                after = scene.relay.statistics().udp
+                after = relay.statistics().udp
             }
             let datagrams = after.forwardedDatagrams - before.forwardedDatagrams
             #expect(datagrams >= 2)
@@ -180,35 +179,6 @@ extension TunnelPeerTests {
         theirs?.close()
         await a.stop()
         await b.stop()
-        await scene.stop()
-    }
-}
-
-/// A supernode's services on loopback for tunnel tests.
-struct TunnelScene {
-    let relay: RelayServer
-    let checkpoint: CheckpointServer
-    let address: SupernodeAddress
-    let stun: STUNAddress
-    let stunServer: STUNPairServer
-
-    static func start() async throws -> TunnelScene {
-        let layout = try STUNPairLayout(primary: STUNAddress(parsing: "127.0.0.1:0")!, alternate: STUNAddress(parsing: "127.0.0.2:0")!)
-        let stunServer = STUNPairServer(configuration: STUNPairConfiguration(layout: layout, ratePerSecond: 0, burst: 1, workers: 1))
-        let stun = try await stunServer.start().primary
-        let relay = RelayServer(configuration: .init(udp: STUNAddress(parsing: "127.0.0.1:0")!, tcp: STUNAddress(parsing: "127.0.0.1:0")!))
-        try relay.start()
-        var c = CheckpointConfiguration(key: SupernodeKey())
-        c.relays = SupernodeRelays([relay])
-        let checkpoint = CheckpointServer(configuration: CheckpointServerConfiguration(
-            listen: STUNAddress(ip: .v4(0x7F00_0001), port: 0), checkpoint: c))
-        let address = try checkpoint.start()
-        return TunnelScene(relay: relay, checkpoint: checkpoint, address: address, stun: stun, stunServer: stunServer)
-    }
-
-    func stop() async {
-        await checkpoint.stop()
-        await stunServer.stop()
-        await relay.stop()
+        await supernode.stop()
     }
 }

@@ -83,6 +83,8 @@ public struct CheckpointStatistics: Sendable, Equatable {
     public var pendingPushes = 0
     /// Peers registered on the other supernodes of the network, in this one's directory.
     public var remotePeers = 0
+    /// What the HANDSHAKE has done.
+    public var handshake = HandshakeCounters()
     /// Datagrams the kernel refused to send.
     public var sendFailures = 0
     /// Datagrams over the size limit, dropped.
@@ -260,7 +262,7 @@ final class CheckpointWorker: @unchecked Sendable {
         func publish() {
             let snapshot = CheckpointStatistics(
                 counters: machine.counters, sessions: machine.sessionCount, registered: machine.registeredCount,
-                pendingPushes: machine.pendingPushes, remotePeers: machine.remotePeerCount, sendFailures: sendFailures, oversize: oversize,
+                pendingPushes: machine.pendingPushes, remotePeers: machine.remotePeerCount, handshake: machine.handshakeCounters, sendFailures: sendFailures, oversize: oversize,
                 tcp: tcp?.statistics ?? CheckpointTCPStatistics())
             published.withLockedValue { $0 = snapshot }
         }

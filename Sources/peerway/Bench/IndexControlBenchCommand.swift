@@ -3,7 +3,6 @@ import Foundation
 import Peerway
 import PeerwayCheckpoint
 import PeerwayIndex
-import PeerwaySTUN
 import PeerwaySupernode
 
 /// `peerway bench index-control`: the INDEX as peers use it, through the checkpoint on loopback:
@@ -40,26 +39,20 @@ struct IndexControlBenchCommand: AsyncParsableCommand {
         let hash: PasswordHasher = hasher == "interactive" ? .interactive : .testing
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peerway-index-control-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store: any IndexStore
-        if let postgres { store = try await PostgresIndexStore(url: postgres, hasher: hash) } else {
-            store = try SQLiteIndexStore(directory: directory, hasher: hash)
-        }
-        let server = CheckpointServer(configuration: CheckpointServerConfiguration(
-            listen: STUNAddress(ip: .v4(0x7F00_0001), port: 0), checkpoint: CheckpointConfiguration(key: SupernodeKey()),
-            index: IndexControlService(store: store)))
-        let address = try server.start()
+        let index: SupernodeConfiguration.IndexStorage = postgres.map { .postgres(url: $0, hasher: hash) }
+            ?? .sqlite(directory: directory, hasher: hash)
+        // CHECKPOINT and its INDEX only: the peers measure no NAT and open no tunnel.
+        let supernode = try await Supernode.start(SupernodeConfiguration(stun: nil, relay: nil, index: index))
         var bench = IndexControlBench(peersWanted: peers, rounds: rounds, duration: duration)
         do {
-            try await bench.run(address)
+            try await bench.run(supernode.address)
         } catch {
             await bench.stop()
-            await server.stop()
-            await store.close()
+            await supernode.stop()
             throw error
         }
         await bench.stop()
-        await server.stop()
-        await store.close()
+        await supernode.stop()
         print("index-control: \(peers) peers, store \(postgres == nil ? "sqlite" : "postgres"), hasher \(hasher), \(rounds) rounds")
         for line in bench.lines { print(line) }
     }
