@@ -74,6 +74,14 @@ struct SupernodeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-index"), help: "Run without the INDEX (peers' INDEX requests are refused; no management API).")
     var noIndex = false
 
+    @Option(name: .long,
+            help: "Join a network of supernodes whose membership is in this PostgreSQL (postgres://user:pass@host:port/db; it may hold the INDEX too: --index the same URL).")
+    var cluster: String?
+
+    @Option(name: .customLong("cluster-listen"),
+            help: "Where the other supernodes of the network reach this one (IP:PORT; default: the --listen host, port 7402, or a free port when --listen's port is 0).")
+    var clusterListen: String?
+
     @Flag(name: .long, help: "Debug logging.") var verbose = false
 
     func run() async throws {
@@ -92,6 +100,10 @@ struct SupernodeCommand: AsyncParsableCommand {
             }
         }
         if let url = supernode.adminURL { say("supernode: INDEX management API on \(url) (token: \(tokenSource))") }
+        if let cluster = supernode.cluster {
+            let status = cluster.status
+            say("supernode: member of a network of \(status.members.count) supernode(s) (membership in \(cluster.location))")
+        }
         try await runUntilSignalled([supernode], logger: logger)
     }
 
@@ -114,6 +126,17 @@ struct SupernodeCommand: AsyncParsableCommand {
                 throw ValidationError("--tcp-listen \(tcpListen): expected IP:PORT, e.g. 0.0.0.0:443 or [::]:443")
             }
             configuration.tcp = .at(address)
+        }
+        if let cluster {
+            guard cluster.hasPrefix("postgres://") || cluster.hasPrefix("postgresql://") else {
+                throw ValidationError("--cluster \(cluster): expected postgres://user:pass@host:port/db")
+            }
+            let text = clusterListen ?? listenAddress.with(port: listenAddress.port == 0 ? 0 : ClusterLimits.defaultLinkPort).description
+            guard let link = STUNAddress(parsing: text) else {
+                throw ValidationError("--cluster-listen \(text): expected IP:PORT, e.g. 0.0.0.0:7402")
+            }
+            configuration.cluster = ClusterConfiguration(url: cluster, linkListen: link,
+                                                         advertisedHost: advertise ?? Self.advertisedHost(for: link))
         }
         var tokenSource = ""
         if !noAdmin, !noIndex {

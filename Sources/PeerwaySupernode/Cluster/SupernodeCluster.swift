@@ -32,6 +32,8 @@ extension ClusterLimits {
     public static let linkGraceMillis = 2_000
     /// Name of the shared relay key in `peerway_cluster_secrets`.
     public static let relayKeyName = "relay-token-key"
+    /// Heartbeats between two sweeps of long-dead members' rows (`forgetDeadAfterSeconds`).
+    public static let forgetDeadEveryBeats = 300
     /// Default port of the mesh listener (other supernodes dial it).
     public static let defaultLinkPort: UInt16 = 7402
 }
@@ -156,12 +158,17 @@ public final class SupernodeCluster: Sendable {
         }
         await refresh(mesh: mesh, relays: relays)
         let interval = configuration.heartbeatMillis
+        let store = self.store
         let loop = Task { [weak self] in
+            var beats = 0
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(interval))
                 guard let self, !Task.isCancelled else { return }
                 await self.beat(load: load())
                 await self.refresh(mesh: mesh, relays: relays)
+                beats += 1
+                // Rows of supernodes dead for an hour are deleted by whichever member gets there.
+                if beats % ClusterLimits.forgetDeadEveryBeats == 0 { _ = try? await store.forgetDead() }
             }
         }
         state.withLockedValue { $0.loop = loop }
