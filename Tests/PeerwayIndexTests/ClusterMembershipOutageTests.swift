@@ -165,7 +165,9 @@ struct ClusterMembershipOutageTests {
         }
         let took = ContinuousClock.now - started
         print("cluster membership: opening without a server failed after \(took)")
-        #expect(took < .seconds(Double(ClusterLimits.openTimeoutMillis) / 1000 + 2))
+        // Bounded: the open's deadline plus the pool's shutdown; 18.3 s was seen on a loaded
+        // machine (the full suite beside it), 10.0 s alone.
+        #expect(took < .seconds(Double(ClusterLimits.openTimeoutMillis) / 1000 * 2 + 5))
     }
 
     /// Not a timed test: reports what one heartbeat costs (one UPDATE, one round trip).
