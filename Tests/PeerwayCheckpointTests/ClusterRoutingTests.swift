@@ -251,6 +251,21 @@ struct ClusterRoutingTests {
         #expect(p[0].inbox.contains { $0.id == 90 && $0.frame == .messageOutcome(MessageOutcome(to: p[1].id, messageID: 1, outcome: .delivered)) })
     }
 
+    @Test("another node's push follows its peer to a new session on the same node, and that node still hears the outcome")
+    func remotePushSurvivesNewSession() {
+        var (c, p) = Self.network()
+        p[0].send(.sendMessage(OutgoingMessage(to: p[1].id, messageID: 3, text: "still there?")), id: 60, &c.nodes[0])
+        c.pump()
+        _ = p[1].pushes()  // the first session got it but never acknowledges
+        let again = WirePeer(2, endpoint: PeerEndpoint(ip: .v4(0xC633_6402), port: 43_002))
+        #expect(again.join(&c.nodes[1], metadata: ["n": "2"]) != nil)
+        c.pump()
+        let moved = c.ackAll(again, at: 1)
+        #expect(moved.map(\.frame) == [.deliver(IncomingMessage(from: p[0].id, messageID: 3, text: "still there?"))])
+        #expect(p[0].inbox.contains { $0.id == 60 && $0.frame == .messageOutcome(MessageOutcome(to: p[1].id, messageID: 3, outcome: .delivered)) })
+        #expect(c.nodes[0].machine.remotePushes.isEmpty)
+    }
+
     @Test("of two claims on one peer, the newer registration wins on every node")
     func newerClaimWins() {
         var c = ClusterHarness()

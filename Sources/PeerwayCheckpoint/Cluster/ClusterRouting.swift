@@ -156,15 +156,9 @@ extension CheckpointMachine {
         directory.upsert(DirectoryEntry(peer: row.peer, observed: row.observed, candidates: row.candidates,
                                         metadata: row.metadata, home: node, version: row.version))
         remotePeers[node, default: []].insert(row.peer)
-        // What was on its way to the old session follows the peer to its new supernode.
-        for p in stranded {
-            if let flight = p.flight { flightsBySender[SenderMessageKey(session: flight.senderSession, messageID: flight.messageID)] = nil }
-            if let origin = p.origin {
-                out.append(.cluster(.pushOutcome(id: origin.id, outcome: .offline), to: origin.node))
-            } else {
-                push(p.frame, to: row.peer, flight: p.flight, ms: ms, into: &out)
-            }
-        }
+        // What was on its way to the old session follows the peer to its new supernode (another
+        // supernode's pushes end `offline`: that supernode routes to the peer's new home itself).
+        repush(stranded, to: row.peer, ms: ms, into: &out)
         if before == nil {
             out.append(.presence(row.peer, online: true))
             notifyWatchers(of: row.peer, StatusEvent(peer: row.peer, change: .online, metadata: row.metadata), ms: ms, into: &out)
@@ -177,17 +171,10 @@ extension CheckpointMachine {
     /// (`superseded`, as for a second session on one supernode), its watches dropped (the peer
     /// renews them where it is now); returns the pushes that were waiting on it.
     private mutating func supersedeLocal(_ peer: PeerID, ms: UInt64) -> [PendingPush] {
-        guard let sid = sessionByPeer.removeValue(forKey: peer), var session = sessions[sid] else { return [] }
-        session.superseded = true
-        file(&session)
-        sessions[sid] = session
-        for target in watching.removeValue(forKey: peer) ?? [] {
-            watchersOf[target]?.remove(peer)
-            if watchersOf[target]?.isEmpty == true { watchersOf[target] = nil }
-        }
+        guard let sid = sessionByPeer.removeValue(forKey: peer) else { return [] }
+        dropWatches(of: peer)
         indexCalls.removeSession(sid)
-        let keys = pushes.keys.filter { $0.session == sid }.sorted { $0.push < $1.push }
-        return keys.compactMap { pushes.removeValue(forKey: $0) }
+        return supersede(sid)
     }
 
     private mutating func removeRemote(_ peer: PeerID, of node: ClusterNode, change: StatusEvent.Change, ms: UInt64,

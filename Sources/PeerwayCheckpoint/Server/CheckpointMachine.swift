@@ -258,6 +258,41 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         return true
     }
 
+    /// Removes the pushes waiting on session `sid`, in the order they were first sent.
+    mutating func takePushes(of sid: UInt64) -> [PendingPush] {
+        let keys = pushes.keys.filter { $0.session == sid }.sorted { $0.push < $1.push }
+        return keys.compactMap { pushes.removeValue(forKey: $0) }
+    }
+
+    /// Marks session `sid` superseded (it answers `superseded` until it expires) and returns the
+    /// pushes that were waiting on it.
+    mutating func supersede(_ sid: UInt64) -> [PendingPush] {
+        guard var session = sessions[sid] else { return [] }
+        session.superseded = true
+        file(&session)
+        sessions[sid] = session
+        return takePushes(of: sid)
+    }
+
+    /// Sends pushes taken from `peer`'s old session to wherever it is registered now, in order;
+    /// one that cannot go (the peer is gone, or it was another supernode's and the peer moved
+    /// away from here) ends `offline`.
+    mutating func repush(_ stranded: [PendingPush], to peer: PeerID, ms: UInt64, into out: inout [CheckpointAction]) {
+        for p in stranded {
+            if let flight = p.flight { flightsBySender[SenderMessageKey(session: flight.senderSession, messageID: flight.messageID)] = nil }
+            if !push(p.frame, to: peer, flight: p.flight, origin: p.origin, ms: ms, into: &out) {
+                settle(p, .offline, ms: ms, into: &out)
+            }
+        }
+    }
+
+    /// A push ended (delivered, or never will be): its message's sender, or the supernode that
+    /// asked for it, is told.
+    mutating func settle(_ p: PendingPush, _ outcome: MessageOutcome.Outcome, ms: UInt64, into out: inout [CheckpointAction]) {
+        if let flight = p.flight { finish(flight, outcome: outcome, ms: ms, into: &out) }
+        if let origin = p.origin { out.append(.cluster(.pushOutcome(id: origin.id, outcome: outcome), to: origin.node)) }
+    }
+
     // MARK: - Time
 
     /// Files the session in the expiry wheel under its current deadline.
@@ -311,8 +346,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
             if ms >= p.giveUpMillis {
                 pushes[key] = nil
                 counters.pushesGivenUp += 1
-                if let flight = p.flight { finish(flight, outcome: .timedOut, ms: ms, into: &out) }
-                if let origin = p.origin { out.append(.cluster(.pushOutcome(id: origin.id, outcome: .timedOut), to: origin.node)) }
+                settle(p, .timedOut, ms: ms, into: &out)
                 continue
             }
             p.gapMillis = min(p.gapMillis * 2, CheckpointConfiguration.pushRetransmitCapMillis)
@@ -343,12 +377,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     mutating func endSession(_ id: UInt64, change: StatusEvent.Change, ms: UInt64, into out: inout [CheckpointAction]) {
         guard let session = sessions.removeValue(forKey: id) else { return }
         // Pushes to this session will never be acknowledged.
-        let stranded = pushes.keys.filter { $0.session == id }
-        for key in stranded {
-            guard let p = pushes.removeValue(forKey: key) else { continue }
-            if let flight = p.flight { finish(flight, outcome: .offline, ms: ms, into: &out) }
-            if let origin = p.origin { out.append(.cluster(.pushOutcome(id: origin.id, outcome: .offline), to: origin.node)) }
-        }
+        for p in takePushes(of: id) { settle(p, .offline, ms: ms, into: &out) }
         indexCalls.removeSession(id)
         guard let peer = session.peer, !session.superseded, sessionByPeer[peer] == id else { return }
         out.append(.presence(peer, online: false))
@@ -356,12 +385,17 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         sessionByPeer[peer] = nil
         directory.remove(peer)
         if configuration.clustered { out.append(.cluster(.peerDown(peer, change: change), to: nil)) }
+        dropWatches(of: peer)
+        notifyWatchers(of: peer, StatusEvent(peer: peer, change: change), ms: ms, into: &out)
+        refuseNegotiations(involving: peer, ms: ms, into: &out)
+    }
+
+    /// Forgets what `peer` watches (it left, or watches from another session now).
+    mutating func dropWatches(of peer: PeerID) {
         for target in watching.removeValue(forKey: peer) ?? [] {
             watchersOf[target]?.remove(peer)
             if watchersOf[target]?.isEmpty == true { watchersOf[target] = nil }
         }
-        notifyWatchers(of: peer, StatusEvent(peer: peer, change: change), ms: ms, into: &out)
-        refuseNegotiations(involving: peer, ms: ms, into: &out)
     }
 
     /// Pushes a status change to every online watcher of `peer`.

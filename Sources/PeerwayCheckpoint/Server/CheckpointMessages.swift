@@ -13,14 +13,7 @@ extension CheckpointMachine {
     mutating func sendMessage(_ message: OutgoingMessage, from peer: PeerID, id: UInt32, session sid: UInt64, ms: UInt64,
                               into out: inout [CheckpointAction]) {
         let key = SenderMessageKey(session: sid, messageID: message.messageID)
-        if let remote = remoteFlightsBySender[key], remotePushes[remote] != nil {
-            remotePushes[remote]!.flight!.answeredQueued = true
-            respond(.messageOutcome(MessageOutcome(to: message.to, messageID: message.messageID, outcome: .queued)),
-                    id: id, session: sid, into: &out)
-            return
-        }
-        if let inFlight = flightsBySender[key], pushes[inFlight] != nil {
-            pushes[inFlight]!.flight!.answeredQueued = true
+        if markQueued(key) {
             respond(.messageOutcome(MessageOutcome(to: message.to, messageID: message.messageID, outcome: .queued)),
                     id: id, session: sid, into: &out)
             return
@@ -49,6 +42,20 @@ extension CheckpointMachine {
         }
     }
 
+    /// Marks the message in flight under `key` (here or through another supernode) as answered
+    /// `queued`, so its outcome goes out as a push; false when it is not in flight.
+    private mutating func markQueued(_ key: SenderMessageKey) -> Bool {
+        if let remote = remoteFlightsBySender[key], remotePushes[remote] != nil {
+            remotePushes[remote]!.flight!.answeredQueued = true
+            return true
+        }
+        if let local = flightsBySender[key], pushes[local] != nil {
+            pushes[local]!.flight!.answeredQueued = true
+            return true
+        }
+        return false
+    }
+
     private mutating func remember(_ key: SenderMessageKey, _ outcome: MessageOutcome.Outcome, ms: UInt64) {
         recentOutcomes.remember(outcome, for: key, ms: ms)
     }
@@ -56,8 +63,7 @@ extension CheckpointMachine {
     /// A push was acknowledged.
     mutating func handleAck(pushID: UInt32, session sid: UInt64, ms: UInt64, into out: inout [CheckpointAction]) {
         guard let pending = pushes.removeValue(forKey: PushKey(session: sid, push: pushID)) else { return }
-        if let flight = pending.flight { finish(flight, outcome: .delivered, ms: ms, into: &out) }
-        if let origin = pending.origin { out.append(.cluster(.pushOutcome(id: origin.id, outcome: .delivered), to: origin.node)) }
+        settle(pending, .delivered, ms: ms, into: &out)
     }
 
     /// Tells a message's sender its final outcome.

@@ -75,14 +75,7 @@ extension CheckpointMachine {
         // one; what was still being pushed to the old one (messages, status, requests) moves to
         // the new one, in the order it was first sent.
         var stranded: [PendingPush] = []
-        if let old = sessionByPeer[peer], old != sid, sessions[old] != nil {
-            sessions[old]!.superseded = true
-            var o = sessions[old]!
-            file(&o)
-            sessions[old] = o
-            let keys = pushes.keys.filter { $0.session == old }.sorted { $0.push < $1.push }
-            stranded = keys.compactMap { pushes.removeValue(forKey: $0) }
-        }
+        if let old = sessionByPeer[peer], old != sid { stranded = supersede(old) }
         session.peer = peer
         session.keepaliveSeconds = keepalive
         session.lastHeardMillis = ms
@@ -98,10 +91,7 @@ extension CheckpointMachine {
         counters.registrations += 1
         respond(.registered(Registered(peer: peer, observed: session.endpoint, keepaliveSeconds: keepalive,
                                        expiryMisses: configuration.expiryMisses)), id: id, session: sid, into: &out)
-        for p in stranded {
-            if let flight = p.flight { flightsBySender[SenderMessageKey(session: flight.senderSession, messageID: flight.messageID)] = nil }
-            push(p.frame, to: peer, flight: p.flight, ms: ms, into: &out)
-        }
+        repush(stranded, to: peer, ms: ms, into: &out)
         if before == nil {
             out.append(.presence(peer, online: true))
             notifyWatchers(of: peer, StatusEvent(peer: peer, change: .online, metadata: request.metadata), ms: ms, into: &out)
