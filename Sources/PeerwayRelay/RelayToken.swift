@@ -137,6 +137,15 @@ public struct RelayTokenMinter: Sendable {
          mint(allocation: allocation, expires: expires, side: 1, transport: transport))
     }
 
+    /// Both sides' tokens of a new allocation with a random id, valid for `lifetimeSeconds` (at
+    /// least 1, at most `RelayLimits.maximumLifetimeSeconds`) from `now`.
+    public func grant(transport: RelayTransport, lifetimeSeconds: UInt64, now: RelayTime) -> (RelayToken, RelayToken) {
+        let seconds = max(1, min(lifetimeSeconds, RelayLimits.maximumLifetimeSeconds))
+        let expires = UInt32(clamping: UInt64(now.unixSeconds) + seconds)
+        var rng = SystemRandomNumberGenerator()
+        return mintPair(allocation: rng.next(), expires: expires, transport: transport)
+    }
+
     /// The token in `bytes` when it was minted with this key and has not expired at `now` (unix
     /// seconds). The MAC comparison takes the same time wherever the bytes differ.
     public func verify(_ bytes: some Collection<UInt8>, now: UInt32) throws(RelayError) -> RelayToken {

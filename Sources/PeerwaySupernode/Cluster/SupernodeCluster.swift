@@ -132,7 +132,7 @@ public final class SupernodeCluster: Sendable {
     ///   - load: this supernode's registered peers and relay allocations, read at each heartbeat.
     /// - Returns: the mesh's bound address.
     @discardableResult
-    public func start(address: SupernodeAddress, relay: (udp: String?, tcp: String?), stun: String?, relays: ClusterRelays?,
+    public func start(address: SupernodeAddress, relay: (udp: String?, tcp: String?), stun: String?, relays: SupernodeRelays?,
                       load: @escaping @Sendable () -> (peers: Int, relayAllocations: Int)) async throws -> STUNAddress {
         let bridge = self.bridge
         let mesh = ClusterMesh(key: key, listen: configuration.linkListen, logger: logger,
@@ -213,7 +213,7 @@ public final class SupernodeCluster: Sendable {
         }
     }
 
-    private func refresh(mesh: ClusterMesh, relays: ClusterRelays?) async {
+    private func refresh(mesh: ClusterMesh, relays: SupernodeRelays?) async {
         let members: [ClusterMember]
         do { members = try await store.members(timeoutMillis: configuration.memberTimeoutMillis) } catch {
             unavailable(error)

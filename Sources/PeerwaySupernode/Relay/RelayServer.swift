@@ -238,10 +238,7 @@ public final class RelayServer: Service, Sendable {
     /// `RelayLimits.maximumLifetimeSeconds`). Stateless and thread-safe: nothing is stored until
     /// the first bind.
     public func grant(transport: RelayTransport, lifetime: Duration = .seconds(Int64(RelayLimits.defaultLifetimeSeconds))) -> (RelayToken, RelayToken) {
-        let seconds = UInt64(clamping: max(1, min(lifetime.components.seconds, Int64(RelayLimits.maximumLifetimeSeconds))))
-        let expires = UInt32(clamping: UInt64(Self.now().unixSeconds) + seconds)
-        var rng = SystemRandomNumberGenerator()
-        return minter.mintPair(allocation: rng.next(), expires: expires, transport: transport)
+        minter.grant(transport: transport, lifetimeSeconds: UInt64(clamping: lifetime.components.seconds), now: Self.now())
     }
 
     /// Hands over an accepted TCP socket whose first bytes (`firstBytes`, already read from it,

@@ -151,12 +151,16 @@ public final class Supernode: Service, Sendable {
         // Connections to CHECKPOINT's TCP port that start with "PWRB" are relay binds: the relay takes them.
         var relayHandoff: (@Sendable (Int32, [UInt8]) -> Void)?
         if let relay = started.relay {
-            checkpointConfiguration.relays = SupernodeRelays([relay])
             relayHandoff = { fd, firstBytes in relay.adoptTCP(fd: fd, firstBytes: firstBytes) }
         }
         // In a network, the HANDSHAKE grants the least loaded relay of every supernode.
-        let clusterRelays = started.cluster.map { ClusterRelays(local: started.relay, key: $0.relayKey) }
-        if let clusterRelays { checkpointConfiguration.relays = clusterRelays }
+        var relays: SupernodeRelays?
+        if let cluster = started.cluster {
+            relays = SupernodeRelays(local: started.relay, key: cluster.relayKey)
+        } else if let relay = started.relay {
+            relays = SupernodeRelays(relay)
+        }
+        checkpointConfiguration.relays = relays
         configuration.tuneCheckpoint?(&checkpointConfiguration)
         let checkpoint = CheckpointServer(
             configuration: CheckpointServerConfiguration(
@@ -179,7 +183,7 @@ public final class Supernode: Service, Sendable {
             let relay = started.relay
             do {
                 try await cluster.start(address: address, relay: (relayLoad?.endpoint, relayLoad?.tcpEndpoint),
-                                        stun: stunLayout.map { "\($0.primary)" }, relays: clusterRelays,
+                                        stun: stunLayout.map { "\($0.primary)" }, relays: relays,
                                         load: { (checkpoint.statistics().registered, relay?.load().allocations ?? 0) })
             } catch {
                 throw SupernodeError(.cluster, "could not join the network (mesh on \(settings.linkListen)): \(error)", underlying: error)
