@@ -12,16 +12,14 @@ import NIOConcurrencyHelpers
 /// a thread of their own rather than on the cooperative pool. The loop polls `stopDescriptor`
 /// beside its sockets and returns when it becomes readable; `stop()` makes it so and waits.
 final class ServiceThread: @unchecked Sendable {
+    /// Rung by `stop()`: the loop polls it and returns.
+    private let stopBell: Doorbell
     /// Readable once `stop()` was called: the loop polls it and returns.
-    let stopDescriptor: Int32
-    private let stopWriter: Int32
+    var stopDescriptor: Int32 { stopBell.descriptor }
     private let finished = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     init() throws {
-        var p: [Int32] = [0, 0]
-        guard pipe(&p) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        stopDescriptor = p[0]
-        stopWriter = p[1]
+        stopBell = try Doorbell()
     }
 
     /// Starts the thread running `loop`.
@@ -41,12 +39,7 @@ final class ServiceThread: @unchecked Sendable {
 
     /// Tells the loop to return, waits until it has, and closes the pipe.
     func stop() async {
-        var byte: UInt8 = 1
-        #if canImport(Glibc)
-        _ = Glibc.write(stopWriter, &byte, 1)
-        #else
-        _ = Darwin.write(stopWriter, &byte, 1)
-        #endif
+        stopBell.ring()
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let done = finished.withLockedValue { s -> Bool in
                 if !s.done { s.waiters.append(c) }
@@ -54,7 +47,6 @@ final class ServiceThread: @unchecked Sendable {
             }
             if done { c.resume() }
         }
-        close(stopDescriptor)
-        close(stopWriter)
+        stopBell.close()
     }
 }

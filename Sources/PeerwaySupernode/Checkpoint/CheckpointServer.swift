@@ -251,8 +251,8 @@ final class CheckpointWorker: @unchecked Sendable {
         // Slots: the socket, the stop pipe, the INDEX's and the cluster's wake pipes (or nothing:
         // -1), then TCP.
         var polls = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: thread.stopDescriptor, events: Int16(POLLIN), revents: 0),
-                     pollfd(fd: index?.wakeDescriptor ?? -1, events: Int16(POLLIN), revents: 0),
-                     pollfd(fd: cluster?.wakeDescriptor ?? -1, events: Int16(POLLIN), revents: 0)]
+                     pollfd(fd: index?.doorbell.descriptor ?? -1, events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: cluster?.doorbell.descriptor ?? -1, events: Int16(POLLIN), revents: 0)]
         let firstTCPSlot = 4
         let tick = CheckpointMachine<InMemoryLiveDirectory>.tickMillis
         var nextTick = NIODeadline.now() + .milliseconds(Int64(tick))

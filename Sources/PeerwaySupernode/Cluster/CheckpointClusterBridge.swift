@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import PeerwayCheckpoint
@@ -46,9 +40,8 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
         }
     }
 
-    /// Readable when the inbox has something: the checkpoint's loop polls it.
-    let wakeDescriptor: Int32
-    private let wakeWriter: Int32
+    /// Rung when the inbox has something: the checkpoint's loop polls it.
+    let doorbell: Doorbell
     private let inbox = NIOLockedValueBox<[Inbound]>([])
     private let transport = NIOLockedValueBox<Transport?>(nil)
     /// Per supernode: whether its link is up, and a generation that a pending "down" must still
@@ -60,19 +53,10 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
 
     /// - Parameter linkGraceMillis: how long a supernode whose link went down has to come back
     ///   before its peers are taken offline (`ClusterLimits.linkGraceMillis`).
+    /// - Throws: when the doorbell's pipe cannot be made (out of descriptors).
     public init(linkGraceMillis: Int) throws {
-        var p: [Int32] = [0, 0]
-        guard pipe(&p) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        _ = fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK)
-        _ = fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK)
-        wakeDescriptor = p[0]
-        wakeWriter = p[1]
+        doorbell = try Doorbell()
         graceMillis = linkGraceMillis
-    }
-
-    deinit {
-        close(wakeDescriptor)
-        close(wakeWriter)
     }
 
     /// Sets how frames leave (the mesh, once it exists).
@@ -138,10 +122,9 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
         return transport.send(bytes, node.key)
     }
 
-    /// When `wakeDescriptor` is readable: what came in.
+    /// When the doorbell rang: what came in.
     func drain() -> [Inbound] {
-        var scratch = [UInt8](repeating: 0, count: 256)
-        while read(wakeDescriptor, &scratch, scratch.count) > 0 {}
+        doorbell.silence()
         return inbox.withLockedValue { items in
             defer { items.removeAll(keepingCapacity: true) }
             return items
@@ -150,7 +133,6 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
 
     private func enqueue(_ item: Inbound) {
         inbox.withLockedValue { $0.append(item) }
-        var byte: UInt8 = 1
-        _ = write(wakeWriter, &byte, 1)
+        doorbell.ring()
     }
 }

@@ -36,9 +36,8 @@ final class CheckpointIndexBridge: @unchecked Sendable {
     }
 
     let service: IndexControlService
-    /// Readable when the inbox has something: the checkpoint's loop polls it.
-    let wakeDescriptor: Int32
-    private let wakeWriter: Int32
+    /// Rung when the inbox has something: the checkpoint's loop polls it.
+    let doorbell: Doorbell
     private let inbox = NIOLockedValueBox<[Inbound]>([])
     /// Lanes of presence changes handled in parallel (a peer always goes to the same lane).
     static let presenceLanes = 8
@@ -53,14 +52,10 @@ final class CheckpointIndexBridge: @unchecked Sendable {
     private let presenceTasks: [Task<Void, Never>]
 
     init(service: IndexControlService) throws {
-        var p: [Int32] = [0, 0]
-        guard pipe(&p) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        _ = fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK)
-        _ = fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK)
-        wakeDescriptor = p[0]
-        wakeWriter = p[1]
+        let doorbell = try Doorbell()
+        self.doorbell = doorbell
         self.service = service
-        let inbox = self.inbox, writer = p[1]
+        let inbox = self.inbox
         var queues: [NIOLockedValueBox<[(peer: PeerID, online: Bool)]>] = []
         var bells: [AsyncStream<Void>.Continuation] = []
         var tasks: [Task<Void, Never>] = []
@@ -78,7 +73,7 @@ final class CheckpointIndexBridge: @unchecked Sendable {
                     }
                     guard !changes.isEmpty else { continue }
                     let notes = await service.presenceChanged(changes)
-                    Self.deliver(notes.map { .notify($0) }, inbox: inbox, writer: writer)
+                    Self.deliver(notes.map { .notify($0) }, inbox: inbox, doorbell: doorbell)
                 }
             })
         }
@@ -89,10 +84,10 @@ final class CheckpointIndexBridge: @unchecked Sendable {
 
     /// From the checkpoint's thread: runs the call on the pool; its answer comes back through the inbox.
     func call(_ context: IndexCallContext) {
-        let inbox = self.inbox, writer = wakeWriter, service = self.service
+        let inbox = self.inbox, doorbell = self.doorbell, service = self.service
         Task {
             let outcome = await service.handle(context)
-            Self.deliver([.answer(context, outcome.result)] + outcome.notifications.map { .notify($0) }, inbox: inbox, writer: writer)
+            Self.deliver([.answer(context, outcome.result)] + outcome.notifications.map { .notify($0) }, inbox: inbox, doorbell: doorbell)
         }
     }
 
@@ -104,34 +99,25 @@ final class CheckpointIndexBridge: @unchecked Sendable {
         presenceBells[lane].yield()
     }
 
-    /// From the checkpoint's thread, when `wakeDescriptor` is readable: what came back.
+    /// From the checkpoint's thread, when the doorbell rang: what came back.
     func drain() -> [Inbound] {
-        var scratch = [UInt8](repeating: 0, count: 256)
-        while read(wakeDescriptor, &scratch, scratch.count) > 0 {}
+        doorbell.silence()
         return inbox.withLockedValue { items in
             defer { items.removeAll(keepingCapacity: true) }
             return items
         }
     }
 
-    private static func deliver(_ items: [Inbound], inbox: NIOLockedValueBox<[Inbound]>, writer: Int32) {
+    private static func deliver(_ items: [Inbound], inbox: NIOLockedValueBox<[Inbound]>, doorbell: Doorbell) {
         guard !items.isEmpty else { return }
         inbox.withLockedValue { $0.append(contentsOf: items) }
-        var byte: UInt8 = 1
-        // A full pipe already wakes the loop; the byte is only a doorbell.
-        _ = write(writer, &byte, 1)
+        doorbell.ring()
     }
 
     /// Stops the presence task and closes the pipe (after the checkpoint's thread stopped).
     func close() {
         presenceBells.forEach { $0.finish() }
         presenceTasks.forEach { $0.cancel() }
-        #if canImport(Glibc)
-        _ = Glibc.close(wakeDescriptor)
-        _ = Glibc.close(wakeWriter)
-        #else
-        _ = Darwin.close(wakeDescriptor)
-        _ = Darwin.close(wakeWriter)
-        #endif
+        doorbell.close()
     }
 }

@@ -45,8 +45,8 @@ final class RelayTCPWorker: @unchecked Sendable {
 
     private let listener: Int32?
     private let thread: ServiceThread
-    private let wakeReader: Int32
-    private let wakeWriter: Int32
+    /// Rung when a connection was queued for the thread.
+    private let doorbell: Doorbell
     private let inbox = NIOLockedValueBox<(open: Bool, queue: [(fd: Int32, firstBytes: [UInt8])])>((true, []))
     private var table: RelayTable<Int>
     private var connections: [Int: Connection] = [:]
@@ -58,12 +58,7 @@ final class RelayTCPWorker: @unchecked Sendable {
     init(listener: Int32?, table: RelayTable<Int>) throws {
         self.listener = listener
         self.table = table
-        var p: [Int32] = [0, 0]
-        guard pipe(&p) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        wakeReader = p[0]
-        wakeWriter = p[1]
-        _ = fcntl(wakeReader, F_SETFL, fcntl(wakeReader, F_GETFL) | O_NONBLOCK)
-        _ = fcntl(wakeWriter, F_SETFL, fcntl(wakeWriter, F_GETFL) | O_NONBLOCK)
+        doorbell = try Doorbell()
         thread = try ServiceThread()
     }
 
@@ -83,8 +78,7 @@ final class RelayTCPWorker: @unchecked Sendable {
         for l in leftovers { close(l.fd) }
         await thread.stop()
         if let l = listener { close(l) }
-        close(wakeReader)
-        close(wakeWriter)
+        doorbell.close()
     }
 
     /// Queues an accepted connection for the thread (any thread may call it).
@@ -98,8 +92,7 @@ final class RelayTCPWorker: @unchecked Sendable {
             close(fd)
             return
         }
-        var byte: UInt8 = 1
-        _ = write(wakeWriter, &byte, 1)
+        doorbell.ring()
     }
 
     /// A non-blocking listening TCP socket on `address`; returns it and its port.
@@ -121,7 +114,7 @@ final class RelayTCPWorker: @unchecked Sendable {
             polls.removeAll(keepingCapacity: true)
             polled.removeAll(keepingCapacity: true)
             polls.append(pollfd(fd: thread.stopDescriptor, events: Int16(POLLIN), revents: 0))
-            polls.append(pollfd(fd: wakeReader, events: Int16(POLLIN), revents: 0))
+            polls.append(pollfd(fd: doorbell.descriptor, events: Int16(POLLIN), revents: 0))
             if let l = listener { polls.append(pollfd(fd: l, events: Int16(POLLIN), revents: 0)) }
             for c in connections.values {
                 var events: Int32 = 0
@@ -191,8 +184,7 @@ final class RelayTCPWorker: @unchecked Sendable {
     // MARK: connections
 
     private func takeAdopted() {
-        var sink = [UInt8](repeating: 0, count: 64)
-        while read(wakeReader, &sink, sink.count) > 0 {}
+        doorbell.silence()
         let adopted = inbox.withLockedValue { s -> [(fd: Int32, firstBytes: [UInt8])] in
             defer { s.queue = [] }
             return s.queue
