@@ -155,10 +155,7 @@ extension ByteBuffer {
         let frame: ClusterFrame
         do {
             frame = try withUnsafeReadableBytes { raw throws(ControlDecodingError) -> ClusterFrame in
-                var r = ControlWireReader(raw)
-                let f = try ClusterFrame.decode(&r)
-                guard r.remaining == 0 else { throw .trailingBytes(r.remaining) }
-                return f
+                try ControlWireReader.whole(raw, ClusterFrame.decode)
             }
         } catch .unknownType(let kind) {
             throw .unknownKind(kind)
@@ -224,9 +221,7 @@ extension ClusterFrame {
         let length = Int(try r.u16(what))
         guard length <= r.remaining else { throw .truncated(what: what) }
         let start = r.offset
-        var inner = ControlWireReader(UnsafeRawBufferPointer(rebasing: r.bytes[start..<(start + length)]))
-        let envelope = try ControlFrame.decode(&inner)
-        guard inner.remaining == 0 else { throw .trailingBytes(inner.remaining) }
+        let envelope = try ControlWireReader.whole(UnsafeRawBufferPointer(rebasing: r.bytes[start..<(start + length)]), ControlFrame.decode)
         try r.skip(length, what)
         return envelope.frame
     }

@@ -103,10 +103,7 @@ extension ByteBuffer {
     /// against `maximumFrameBytes`: a frame decrypted from a sealed packet cannot exceed it.
     public mutating func readControlFrame() throws(ControlDecodingError) -> ControlEnvelope {
         let envelope = try withUnsafeReadableBytes { raw throws(ControlDecodingError) -> ControlEnvelope in
-            var reader = ControlWireReader(raw)
-            let envelope = try ControlFrame.decode(&reader)
-            guard reader.remaining == 0 else { throw .trailingBytes(reader.remaining) }
-            return envelope
+            try ControlWireReader.whole(raw, ControlFrame.decode)
         }
         moveReaderIndex(to: writerIndex)
         return envelope

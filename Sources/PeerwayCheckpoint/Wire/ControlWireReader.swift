@@ -45,6 +45,16 @@ struct ControlWireReader {
         UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: try take(8, what()), as: UInt64.self))
     }
 
+    /// Decodes one value with `decode` from `bytes`, which it must use up exactly (else
+    /// `.trailingBytes`): a frame that fills a packet, or a frame embedded in another.
+    static func whole<T>(_ bytes: UnsafeRawBufferPointer,
+                         _ decode: (inout ControlWireReader) throws(ControlDecodingError) -> T) throws(ControlDecodingError) -> T {
+        var reader = ControlWireReader(bytes)
+        let value = try decode(&reader)
+        guard reader.remaining == 0 else { throw .trailingBytes(reader.remaining) }
+        return value
+    }
+
     /// Moves past `count` bytes (an embedded frame decoded from a slice).
     mutating func skip(_ count: Int, _ what: @autoclosure () -> String) throws(ControlDecodingError) {
         _ = try take(count, what())
