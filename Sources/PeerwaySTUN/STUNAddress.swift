@@ -38,6 +38,11 @@ public struct STUNAddress: Hashable, Sendable, CustomStringConvertible {
     /// The same IP with another port.
     public func with(port: UInt16) -> STUNAddress { STUNAddress(ip: ip, port: port) }
 
+    /// `host:port` for a host name or IP literal, an IPv6 literal in brackets (RFC 3986, 3.2.2).
+    public static func hostPort(_ host: String, _ port: some BinaryInteger) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
     /// Parses `"1.2.3.4"`, `"::1"` or `"fe80::1"` (no zone) into an IP; `nil` when malformed.
     public static func parseIP(_ text: Substring) -> IP? {
         if let v4 = parseIPv4(text) { return .v4(v4) }

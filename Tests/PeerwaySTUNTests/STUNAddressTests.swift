@@ -113,4 +113,11 @@ struct STUNAddressTests {
     func unixSocket() throws {
         #expect(STUNAddress(try SocketAddress(unixDomainSocketPath: "/tmp/peerway-test.sock")) == nil)
     }
+
+    @Test("host:port text: names and IPv4 as they are, IPv6 literals in brackets")
+    func hostPort() {
+        #expect(STUNAddress.hostPort("example.org", 7400) == "example.org:7400")
+        #expect(STUNAddress.hostPort("192.0.2.1", UInt16(7401)) == "192.0.2.1:7401")
+        #expect(STUNAddress.hostPort("2001:db8::1", 7402) == "[2001:db8::1]:7402")
+    }
 }

@@ -109,9 +109,8 @@ public struct SupernodeAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// `peerway://KEY@host:port`, with `?tcp=PORT` when the TCP port differs.
     public var description: String {
-        let h = host.contains(":") ? "[\(host)]" : host
         let query = tcpPort == port ? "" : "?\(Self.tcpParameter)=\(tcpPort)"
-        return "\(Self.scheme)\(keyText)@\(h):\(port)\(query)"
+        return "\(Self.scheme)\(keyText)@\(STUNAddress.hostPort(host, port))\(query)"
     }
 }
 

@@ -77,6 +77,8 @@ public final class SupernodeCluster: Sendable {
     /// What the checkpoint is given (`CheckpointServerConfiguration.cluster`).
     public let bridge: CheckpointClusterBridge
     private let key: SupernodeKey
+    /// This supernode's public key, as the membership table and the mesh name it.
+    private let ownKey: [UInt8]
     private let store: ClusterMembershipStore
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
@@ -114,6 +116,7 @@ public final class SupernodeCluster: Sendable {
                  bridge: CheckpointClusterBridge, logger: Logger) {
         self.configuration = configuration
         self.key = key
+        ownKey = Array(key.publicKey.rawRepresentation)
         self.store = store
         self.relayKey = relayKey
         self.bridge = bridge
@@ -140,10 +143,9 @@ public final class SupernodeCluster: Sendable {
                                onLinkChange: { peer, up in bridge.linkChanged(peer, up: up) })
         let bound = try await mesh.start()
         bridge.connect(.init(send: { bytes, to in mesh.send(bytes, to: to) }, broadcast: { bytes in _ = mesh.broadcast(bytes) }))
-        let host = configuration.advertisedHost ?? bound.ipString
-        let link = host.contains(":") ? "[\(host)]:\(bound.port)" : "\(host):\(bound.port)"
+        let link = STUNAddress.hostPort(configuration.advertisedHost ?? bound.ipString, bound.port)
         let now = load()
-        let me = ClusterMember(key: Array(key.publicKey.rawRepresentation), address: address.description, link: link,
+        let me = ClusterMember(key: ownKey, address: address.description, link: link,
                                relayUDP: relay.udp, relayTCP: relay.tcp, stun: stun, peers: now.peers,
                                relayAllocations: now.relayAllocations)
         do {
@@ -219,8 +221,7 @@ public final class SupernodeCluster: Sendable {
             unavailable(error)
             return
         }
-        let own = Array(key.publicKey.rawRepresentation)
-        let others = members.filter { $0.key != own }
+        let others = members.filter { $0.key != ownKey }
         let (before, wasUnavailable) = state.withLockedValue { s -> ([ClusterMember], String?) in
             defer {
                 s.status.members = members
@@ -230,7 +231,7 @@ public final class SupernodeCluster: Sendable {
         }
         if let wasUnavailable { logger.notice("cluster: membership database answers again", metadata: ["was": "\(wasUnavailable)"]) }
         mesh.setMembers(others.map { (key: $0.key, link: $0.link) })
-        let gone = Set(before.map(\.key)).subtracting(members.map(\.key)).subtracting([own])
+        let gone = Set(before.map(\.key)).subtracting(members.map(\.key)).subtracting([ownKey])
         for key in gone {
             logger.notice("cluster: member left the network (no heartbeat)", metadata: ["member": "\(ClusterNode(key: key))"])
             bridge.memberLeft(key)

@@ -263,7 +263,7 @@ public final class RelayServer: Service, Sendable {
 
     private func advertised(_ a: STUNAddress) -> String {
         guard let host = configuration.advertisedHost else { return a.description }
-        return host.contains(":") ? "[\(host)]:\(a.port)" : "\(host):\(a.port)"
+        return STUNAddress.hostPort(host, a.port)
     }
 
     /// The latest published figures.

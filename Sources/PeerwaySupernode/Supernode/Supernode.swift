@@ -338,7 +338,7 @@ private struct AdminRunner: Sendable {
         // It failed (or the start was cancelled): make sure the group has ended.
         await group.triggerGracefulShutdown()
         await task.value
-        let address = configuration.host.contains(":") ? "[\(configuration.host)]:\(configuration.port)" : "\(configuration.host):\(configuration.port)"
+        let address = STUNAddress.hostPort(configuration.host, configuration.port)
         guard let failure else { throw SupernodeError(.admin, "stopped before it listened on \(address)") }
         throw SupernodeError(.admin, starting: failure, address: address)
     }
