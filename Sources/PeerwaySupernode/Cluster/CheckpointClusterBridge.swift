@@ -1,3 +1,4 @@
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import PeerwayCheckpoint
@@ -48,15 +49,15 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
     /// match when its grace ends.
     private let links = NIOLockedValueBox<[ClusterNode: (up: Bool, generation: UInt64)]>([:])
     private let graceMillis: Int
-    /// Frames that did not decode (a supernode of another version, or a bug), for operators.
-    let malformed = NIOLockedValueBox(0)
+    private let logger: Logger
 
     /// - Parameter linkGraceMillis: how long a supernode whose link went down has to come back
     ///   before its peers are taken offline (`ClusterLimits.linkGraceMillis`).
     /// - Throws: when the doorbell's pipe cannot be made (out of descriptors).
-    public init(linkGraceMillis: Int) throws {
+    public init(linkGraceMillis: Int, logger: Logger) throws {
         doorbell = try Doorbell()
         graceMillis = linkGraceMillis
+        self.logger = logger
     }
 
     /// Sets how frames leave (the mesh, once it exists).
@@ -69,8 +70,10 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
     /// A payload from supernode `key`.
     public func receive(_ payload: ByteBuffer, from key: [UInt8]) {
         var bytes = payload
-        guard let frame = try? bytes.readClusterFrame() else {
-            malformed.withLockedValue { $0 += 1 }
+        let frame: ClusterFrame
+        do { frame = try bytes.readClusterFrame() } catch {
+            // From an authenticated member: another version of Peerway, or a bug. Dropped.
+            logger.warning("cluster: frame dropped", metadata: ["from": "\(ClusterNode(key: key))", "error": "\(error)"])
             return
         }
         enqueue(.frame(frame, from: ClusterNode(key: key)))

@@ -98,7 +98,7 @@ public final class SupernodeCluster: Sendable {
         do {
             let secret = try await store.sharedSecret(named: ClusterLimits.relayKeyName)
             let bridge: CheckpointClusterBridge
-            do { bridge = try CheckpointClusterBridge(linkGraceMillis: configuration.linkGraceMillis) } catch {
+            do { bridge = try CheckpointClusterBridge(linkGraceMillis: configuration.linkGraceMillis, logger: logger) } catch {
                 throw ClusterMembershipError.storage("cannot make the cluster bridge's wake pipe: \(error)")
             }
             return SupernodeCluster(configuration: configuration, key: key, store: store, relayKey: SymmetricKey(data: secret),
