@@ -266,6 +266,19 @@ struct ClusterRoutingTests {
         #expect(c.nodes[0].machine.remotePushes.isEmpty)
     }
 
+    @Test("a push whose frame was lost with a link that came back ends timedOut after remotePushLifetimeMillis")
+    func lostRemotePushTimesOut() {
+        var (c, p) = Self.network()
+        p[0].send(.sendMessage(OutgoingMessage(to: p[2].id, messageID: 8, text: "lost")), id: 70, &c.nodes[0])
+        #expect(c.nodes[0].handedOut.contains { if case .cluster(.push, _) = $0 { return true }; return false })
+        c.nodes[0].handedOut.removeAll()  // gone with the link; the link is back, nobody is declared out
+        _ = c.nodes[0].advance(seconds: Double(CheckpointConfiguration.remotePushLifetimeMillis) / 1000 - 1)
+        #expect(!p[0].inbox.contains { $0.id == 70 })
+        _ = c.nodes[0].advance(seconds: 1.5)
+        #expect(p[0].inbox.contains { $0.id == 70 && $0.frame == .messageOutcome(MessageOutcome(to: p[2].id, messageID: 8, outcome: .timedOut)) })
+        #expect(c.nodes[0].machine.remotePushes.isEmpty)
+    }
+
     @Test("of two claims on one peer, the newer registration wins on every node")
     func newerClaimWins() {
         var c = ClusterHarness()

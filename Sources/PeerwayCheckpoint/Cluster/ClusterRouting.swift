@@ -33,11 +33,11 @@ extension CheckpointMachine {
     }
 
     /// Sends a push to a peer registered on `home`; a message's sender hears the outcome.
-    mutating func pushRemote(_ frame: ControlFrame, to peer: PeerID, at home: ClusterNode, flight: MessageFlight?,
+    mutating func pushRemote(_ frame: ControlFrame, to peer: PeerID, at home: ClusterNode, flight: MessageFlight?, ms: UInt64,
                              into out: inout [CheckpointAction]) {
         let id = nextRemotePushID
         nextRemotePushID &+= 1
-        remotePushes[id] = RemotePush(node: home, flight: flight)
+        remotePushes[id] = RemotePush(node: home, flight: flight, giveUpMillis: ms + CheckpointConfiguration.remotePushLifetimeMillis)
         if let flight {
             remoteFlightsBySender[SenderMessageKey(session: flight.senderSession, messageID: flight.messageID)] = id
         }
@@ -130,6 +130,16 @@ extension CheckpointMachine {
         guard case .push(let id, _, _) = frame, remotePushes[id]?.node == node,
               let sent = remotePushes.removeValue(forKey: id) else { return }
         if let flight = sent.flight { finish(flight, outcome: .timedOut, ms: Self.millis(now), into: &out) }
+    }
+
+    /// Ends `timedOut` the pushes whose outcome never came back (lost with a link that went down
+    /// and came back: no supernode was declared out, so nothing else ends them).
+    mutating func timeOutRemotePushes(ms: UInt64, into out: inout [CheckpointAction]) {
+        guard !remotePushes.isEmpty else { return }
+        let due = remotePushes.filter { $0.value.giveUpMillis <= ms }.map(\.key).sorted()
+        for id in due {
+            if let flight = remotePushes.removeValue(forKey: id)?.flight { finish(flight, outcome: .timedOut, ms: ms, into: &out) }
+        }
     }
 
     /// Peers in the directory registered on other supernodes.

@@ -51,6 +51,10 @@ public struct CheckpointConfiguration: Sendable {
     /// A push not acknowledged within this many milliseconds is given up; for a message, that
     /// is its `timedOut` outcome (shorter than the client's message timeout, so the sender hears it).
     public static let pushLifetimeMillis: UInt64 = 12_000
+    /// A push handed to another supernode whose outcome has not come back this long after it
+    /// was sent ends `timedOut` here (the other supernode gives up at `pushLifetimeMillis`; the
+    /// rest covers a frame lost with a link that went down and came back).
+    public static let remotePushLifetimeMillis: UInt64 = pushLifetimeMillis + 3_000
     /// Messages one sender may have in flight at once.
     public static let maximumMessagesInFlightPerSender = 256
     /// Milliseconds the outcome of a finished message is remembered to answer the sender's

@@ -244,7 +244,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
                        ms: UInt64, into out: inout [CheckpointAction]) -> Bool {
         guard let sid = sessionByPeer[peer], let s = sessions[sid] else {
             guard origin == nil, let home = directory.entry(for: peer)?.home else { return false }
-            pushRemote(frame, to: peer, at: home, flight: flight, into: &out)
+            pushRemote(frame, to: peer, at: home, flight: flight, ms: ms, into: &out)
             return true
         }
         let pushID = s.nextPushID
@@ -332,6 +332,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         retransmitPushes(ms: ms, into: &out)
         timeOutNegotiations(ms: ms, into: &out)
         timeOutTraversals(ms: ms, into: &out)
+        timeOutRemotePushes(ms: ms, into: &out)
         indexCalls.forget(dueAt: ms)
         recentOutcomes.forget(dueAt: ms)
         helloLimiter.sweep(now: now)

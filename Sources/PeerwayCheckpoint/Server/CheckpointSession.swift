@@ -68,6 +68,8 @@ struct ClusterOrigin: Equatable {
 struct RemotePush {
     var node: ClusterNode
     var flight: MessageFlight?
+    /// When it ends `timedOut` if no outcome came (`remotePushLifetimeMillis`).
+    var giveUpMillis: UInt64
 }
 
 /// A message between its sender's request and the recipient's ack.
