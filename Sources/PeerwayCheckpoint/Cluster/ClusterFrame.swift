@@ -152,18 +152,13 @@ extension ByteBuffer {
     /// trailing bytes included; the reader index then does not move.
     public mutating func readClusterFrame() throws(ClusterFrameError) -> ClusterFrame {
         guard readableBytes > 0 else { throw .empty }
-        let frame: ClusterFrame
         do {
-            frame = try withUnsafeReadableBytes { raw throws(ControlDecodingError) -> ClusterFrame in
-                try ControlWireReader.whole(raw, ClusterFrame.decode)
-            }
+            return try readWhole(ClusterFrame.decode)
         } catch .unknownType(let kind) {
             throw .unknownKind(kind)
         } catch {
             throw .malformed(error)
         }
-        moveReaderIndex(to: writerIndex)
-        return frame
     }
 }
 

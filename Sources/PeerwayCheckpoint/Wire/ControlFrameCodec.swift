@@ -102,11 +102,7 @@ extension ByteBuffer {
     /// `.trailingBytes` when bytes follow the frame. The frame's length itself is not checked
     /// against `maximumFrameBytes`: a frame decrypted from a sealed packet cannot exceed it.
     public mutating func readControlFrame() throws(ControlDecodingError) -> ControlEnvelope {
-        let envelope = try withUnsafeReadableBytes { raw throws(ControlDecodingError) -> ControlEnvelope in
-            try ControlWireReader.whole(raw, ControlFrame.decode)
-        }
-        moveReaderIndex(to: writerIndex)
-        return envelope
+        try readWhole(ControlFrame.decode)
     }
 }
 

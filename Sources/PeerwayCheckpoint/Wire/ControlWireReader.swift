@@ -200,3 +200,13 @@ enum ControlUTF8 {
         return true
     }
 }
+
+extension ByteBuffer {
+    /// Decodes one value that must fill the readable bytes exactly (`ControlWireReader.whole`);
+    /// the reader index moves past them only when it succeeds.
+    mutating func readWhole<T>(_ decode: (inout ControlWireReader) throws(ControlDecodingError) -> T) throws(ControlDecodingError) -> T {
+        let value = try withUnsafeReadableBytes { raw throws(ControlDecodingError) -> T in try ControlWireReader.whole(raw, decode) }
+        moveReaderIndex(to: writerIndex)
+        return value
+    }
+}
