@@ -66,7 +66,7 @@ final class PeerControlTransport: @unchecked Sendable {
 
     private let eventLoop: any EventLoop
     private let fallbackDelay: TimeAmount?
-    private let links: [Link]
+    private var links: [Link]
     private var closed = false
     /// Sends a datagram and takes what arrives over TCP; weak, the driver owns this.
     weak var driver: PeerDriver?
@@ -78,6 +78,12 @@ final class PeerControlTransport: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.fallbackDelay = fallbackDelay
         self.links = tcpAddresses.map(Link.init)
+    }
+
+    /// Adds a supernode (learned from a registration): it gets the next index.
+    func addSupernode(tcpAddress: SocketAddress) {
+        eventLoop.assertInEventLoop()
+        links.append(Link(tcpAddress: tcpAddress))
     }
 
     /// The transport chosen for supernode `index`.

@@ -13,9 +13,9 @@ final class PeerDriver: @unchecked Sendable {
     typealias CallResult = Result<CheckpointClientResponse, CheckpointClientError>
 
     let eventLoop: any EventLoop
-    /// The supernodes the machine uses, by its index.
-    let supernodes: [PeerNetwork.Resolved]
-    private let destinations: [SocketAddress]
+    /// The supernodes the machine uses, by its index (configured, then learned; only grows).
+    private(set) var supernodes: [PeerNetwork.Resolved]
+    private var destinations: [SocketAddress]
     /// Set by `start`; until then datagrams are ignored.
     private var machine: CheckpointClientMachine?
     private var channel: (any Channel)?
@@ -211,8 +211,25 @@ final class PeerDriver: @unchecked Sendable {
             traversals.deliver(plan)
         case .networkStatus(let status):
             events.yield(.networkStatus(status))
+        case .supernodesLearned(let learned):
+            learn(learned)
         case .stopped(let reason):
             closeNow(reason: reason)
+        }
+    }
+
+    /// Supernodes of the network named by a registration take the machine's next indices. The
+    /// machine only lists IP literals of this socket's family, so each has a socket address; one
+    /// that had none would still take its index (it is never reached, the machine moves on).
+    private func learn(_ learned: [SupernodeAddress]) {
+        for address in learned {
+            guard let endpoint = address.endpoint, let udp = try? endpoint.socketAddress(),
+                  let tcp = try? endpoint.with(port: address.tcpPort).socketAddress() else {
+                preconditionFailure("the client machine learned \(address), which has no IP endpoint")
+            }
+            supernodes.append(PeerNetwork.Resolved(address: address, endpoint: endpoint))
+            destinations.append(udp)
+            control.addSupernode(tcpAddress: tcp)
         }
     }
 

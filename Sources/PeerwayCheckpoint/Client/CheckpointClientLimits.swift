@@ -32,6 +32,12 @@ public enum CheckpointClientLimits {
     /// A connection request whose answer has not been pushed this long after it was forwarded
     /// fails with `.timedOut` (the other side may be asking a human).
     public static let defaultConnectAnswerTimeout: TimeAmount = .seconds(60)
+    /// Shortest time a keepalive waits for its answer (sends at 0, 0.5, 1.5, 2.5, 3.5 s: five
+    /// tries, so 30% loss each way rarely ends a healthy session).
+    public static let minimumKeepaliveTimeout: TimeAmount = .seconds(4)
+    /// Supernodes a machine remembers (configured and learned from registrations); more
+    /// learned ones are ignored.
+    public static let maximumKnownSupernodes = 32
     /// `stop()` waits at most this long for the `unregister` to be acknowledged.
     public static let unregisterTimeout: TimeAmount = .seconds(2)
 
@@ -44,6 +50,18 @@ public enum CheckpointClientLimits {
     public static let maximumPendingCalls = 1024
     /// Push ids remembered per session to recognise a retransmitted push.
     public static let rememberedPushIDs = 256
+}
+
+extension CheckpointClientLimits {
+    /// How long a keepalive waits for its answer before the session counts as lost and the
+    /// machine moves on to its next supernode: half the keepalive interval, at least
+    /// `minimumKeepaliveTimeout`, at most `requestTimeout`. So a dead supernode is left within
+    /// about 1.5 keepalive intervals plus one handshake (25 s: 33 s; 15 s: 22.5 s; 5 s: 9 s),
+    /// inside the two intervals after which its peers count as gone.
+    public static func keepaliveTimeout(keepaliveSeconds: UInt16, requestTimeout: TimeAmount) -> TimeAmount {
+        let half = TimeAmount.milliseconds(Int64(keepaliveSeconds) * 500)
+        return min(max(half, minimumKeepaliveTimeout), max(requestTimeout, minimumKeepaliveTimeout))
+    }
 }
 
 /// A send schedule: sends at 0, `initialInterval`, then doubling gaps capped at

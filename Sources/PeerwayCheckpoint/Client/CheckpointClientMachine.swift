@@ -14,10 +14,15 @@ import NIOCore
                     │   └─ attempt timed out ──────┴─ register timed out    │
                     │      (fresh ephemeral next attempt; after          │
                     │       handshakeAttemptsPerSupernode failures: next  │
-                    │       supernode, round robin, `disconnected`)       │
-                    └── session lost: sessionUnknown for our session, keepalive timed out,
-                        `error(notRegistered)`: `disconnected`, new handshake at the same
-                        supernode, then `reregistered`, the watch list and held calls sent again.
+                    │       supernode in the failover order, `disconnected`)
+                    └── session lost: sessionUnknown for our session, `error(notRegistered)`:
+                        `disconnected`, new handshake at the same supernode; a keepalive
+                        unanswered for `keepaliveTimeout` (half the interval, 4-8 s): the same at
+                        the next supernode in the failover order. Then `reregistered`, the watch
+                        list and held calls sent again.
+ Failover order: the configured supernodes; each `registered` answer lists the network's other
+ supernodes in this peer's own order (ClusterFailover.swift), which the machine adds to
+ `supernodes` (new indices, `supernodesLearned`) and puts right after the current one.
  `error(superseded)`: the identity registered elsewhere; every call fails, `stopped(.superseded)`.
  A keepalive answer with another observed endpoint than registered: `register` again on the same
  session, then `reregistered(.addressChanged)`.
@@ -50,8 +55,13 @@ public struct CheckpointClientMachine: Sendable {
 
     private var state: State = .idle
     let configuration: CheckpointClientConfiguration
-    /// Index of the supernode in use (or being tried).
+    /// Index of the supernode in use (or being tried), in `supernodes`.
     private var supernode = 0
+    /// Every supernode known, by index: the configured ones, then those learned from
+    /// registrations (indices never change; at most `maximumKnownSupernodes`).
+    public private(set) var supernodes: [SupernodeAddress]
+    /// Indices of `supernodes` in the order they are tried when one fails.
+    public private(set) var failoverOrder: [Int]
     /// Failed handshake attempts at `supernode` in a row.
     private var failedAttempts = 0
     private var everRegistered = false
@@ -87,6 +97,8 @@ public struct CheckpointClientMachine: Sendable {
         self.configuration = configuration
         self.metadata = configuration.metadata
         self.keepaliveSeconds = configuration.keepaliveSeconds
+        self.supernodes = configuration.supernodes
+        self.failoverOrder = Array(configuration.supernodes.indices)
     }
 
     // MARK: state queries
@@ -217,7 +229,9 @@ public struct CheckpointClientMachine: Sendable {
             s.nextKeepaliveAt = now + .seconds(Int64(registration.keepaliveSeconds))
             state = .registered(s)
             if !requests.values.contains(where: { $0.purpose == .keepalive }) {
-                issue(.keepalive, purpose: .keepalive, deadline: now + configuration.requestTimeout, now: now)
+                let timeout = CheckpointClientLimits.keepaliveTimeout(keepaliveSeconds: registration.keepaliveSeconds,
+                                                                      requestTimeout: configuration.requestTimeout)
+                issue(.keepalive, purpose: .keepalive, deadline: now + timeout, now: now)
             }
         }
         expireCalls(now: now)
@@ -245,7 +259,7 @@ public struct CheckpointClientMachine: Sendable {
 
     private mutating func beginHandshake(now: NIODeadline) {
         statistics.handshakes += 1
-        var handshake = ClientHandshake(supernode: supernode, checkpointKey: configuration.supernodes[supernode].publicKey, now: now)
+        var handshake = ClientHandshake(supernode: supernode, checkpointKey: supernodes[supernode].publicKey, now: now)
         output.append(.send(handshake.nextHello(now: now), to: supernode))
         state = .handshaking(handshake)
     }
@@ -257,17 +271,19 @@ public struct CheckpointClientMachine: Sendable {
         failedAttempts += 1
         if failedAttempts >= CheckpointClientLimits.handshakeAttemptsPerSupernode {
             output.append(.event(.disconnected(.supernodeUnreachable(supernode: supernode))))
-            supernode = (supernode + 1) % configuration.supernodes.count
+            supernode = nextSupernode
             failedAttempts = 0
         }
         holdRequests()
         beginHandshake(now: now)
     }
 
-    /// A registered session is gone: report it and make a new one at the same supernode.
-    mutating func sessionLost(_ reason: CheckpointDisconnectReason, now: NIODeadline) {
+    /// A registered session is gone: report it and make a new one at the same supernode, or
+    /// with `moveOn` (it stopped answering) at the next one in the failover order.
+    mutating func sessionLost(_ reason: CheckpointDisconnectReason, now: NIODeadline, moveOn: Bool = false) {
         output.append(.event(.disconnected(reason)))
         failedAttempts = 0
+        if moveOn { supernode = nextSupernode }
         holdRequests()
         beginHandshake(now: now)
     }
@@ -398,6 +414,7 @@ public struct CheckpointClientMachine: Sendable {
         let previous = s.registration
         s.registration = registration
         s.nextKeepaliveAt = now + .seconds(Int64(keepalive))
+        learnSupernodes(confirmed.supernodes, observed: confirmed.observed)
         switch state {
         case .registering:
             state = .registered(s)
@@ -451,5 +468,31 @@ public struct CheckpointClientMachine: Sendable {
         return deadlines.min()
     }
 
+    // MARK: failover
 
+    /// The supernode after the current one in the failover order.
+    private var nextSupernode: Int {
+        guard let i = failoverOrder.firstIndex(of: supernode) else { return failoverOrder.first ?? 0 }
+        return failoverOrder[(i + 1) % failoverOrder.count]
+    }
+
+    /// Takes the supernodes a registration (or a keepalive's answer) listed (in this peer's order): those of the socket's
+    /// family (that of `observed`) not yet known get new indices, and all of them come right
+    /// after the current supernode in the failover order.
+    mutating func learnSupernodes(_ listed: [SupernodeAddress], observed: PeerEndpoint) {
+        guard !listed.isEmpty else { return }
+        var next: [Int] = []
+        var learned: [SupernodeAddress] = []
+        for address in listed where address.endpoint?.family == observed.family {
+            if let known = supernodes.firstIndex(where: { $0.publicKeyBytes == address.publicKeyBytes }) {
+                if known != supernode, !next.contains(known) { next.append(known) }
+            } else if supernodes.count < CheckpointClientLimits.maximumKnownSupernodes {
+                supernodes.append(address)
+                learned.append(address)
+                next.append(supernodes.count - 1)
+            }
+        }
+        failoverOrder = [supernode] + next + failoverOrder.filter { $0 != supernode && !next.contains($0) }
+        if !learned.isEmpty { output.append(.event(.supernodesLearned(learned))) }
+    }
 }

@@ -59,9 +59,9 @@ extension CheckpointClientMachine {
     mutating func timedOut(_ request: ClientRequest, now: NIODeadline) {
         switch request.purpose {
         case .register:
-            if phase == .registered { sessionLost(.keepaliveTimedOut, now: now) } else { attemptFailed(now: now) }
+            if phase == .registered { sessionLost(.keepaliveTimedOut, now: now, moveOn: true) } else { attemptFailed(now: now) }
         case .keepalive:
-            sessionLost(.keepaliveTimedOut, now: now)
+            sessionLost(.keepaliveTimedOut, now: now, moveOn: true)
         case .rewatch:
             break
         case .unregister:
@@ -81,10 +81,11 @@ extension CheckpointClientMachine {
     /// sent meanwhile were lost. The interval is then halved (down to the smallest the checkpoint
     /// accepts) and registered, so the mapping lives from then on.
     mutating func keepaliveAnswered(_ frame: ControlFrame, now: NIODeadline) {
-        guard case .keepaliveAck(let observed) = frame else {
+        guard case .keepaliveAck(let observed, let supernodes) = frame else {
             statistics.unexpected += 1
             return
         }
+        learnSupernodes(supernodes, observed: observed)
         guard let registered = registration?.observed, observed != registered,
               !requests.values.contains(where: { $0.purpose == .register }) else { return }
         if observed.ip == registered.ip, keepaliveSeconds > ControlLimits.keepaliveSecondsRange.lowerBound {

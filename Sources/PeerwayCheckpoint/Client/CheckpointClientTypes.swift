@@ -209,13 +209,18 @@ public enum CheckpointClientEvent: Equatable, Sendable {
     case traversalPlan(TraversalPlan)
     /// INDEX: a member of a watched network came online or went offline.
     case networkStatus(NetworkMemberStatus)
+    /// A registration named supernodes of the network the machine did not know: they now have
+    /// the next indices of `CheckpointClientMachine.supernodes` (in this order), and `send`
+    /// actions may name them from now on.
+    case supernodesLearned([SupernodeAddress])
     /// The machine stopped; nothing follows. Close the socket.
     case stopped(CheckpointStopReason)
 }
 
 /// What the driver must do, in order.
 public enum CheckpointClientAction: Equatable, Sendable {
-    /// Send this datagram to the supernode with this index in the configuration.
+    /// Send this datagram to the supernode with this index in `CheckpointClientMachine.supernodes`
+    /// (the configured ones, then those learned).
     case send(ByteBuffer, to: Int)
     /// Call `wakeUp(now:)` at this time; replaces any earlier request.
     case scheduleWakeUp(NIODeadline)

@@ -61,6 +61,11 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     var remotePushes: [UInt64: RemotePush] = [:]
     var remoteFlightsBySender: [SenderMessageKey: UInt64] = [:]
     var nextRemotePushID: UInt64 = 1
+    /// The other supernodes of the network, told to registering peers (ClusterFailover.swift).
+    public internal(set) var networkSupernodes: [SupernodeAddress] = []
+    /// Bumped each time `networkSupernodes` changes: a keepalive of a peer told an older list
+    /// is answered with the new one.
+    var networkSupernodesGeneration: UInt32 = 0
     /// Wall-clock milliseconds (Unix time), set by the owner before feeding events; versions the
     /// registrations of a network of supernodes (ClusterFrame.swift). Unused by a lone checkpoint.
     public var wallClockMillis: UInt64 = 0

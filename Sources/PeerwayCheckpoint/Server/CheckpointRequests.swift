@@ -16,7 +16,7 @@ extension CheckpointMachine {
         switch frame {
         case .keepalive:
             counters.keepalives += 1
-            respond(.keepaliveAck(observed: sessions[sid]!.endpoint), id: id, session: sid, into: &out)
+            respond(keepaliveAck(session: sid), id: id, session: sid, into: &out)
         case .unregister:
             respond(.ok, id: id, session: sid, into: &out)
             endSession(sid, change: .offline, ms: ms, into: &out)
@@ -78,6 +78,7 @@ extension CheckpointMachine {
         if let old = sessionByPeer[peer], old != sid { stranded = supersede(old) }
         session.peer = peer
         session.keepaliveSeconds = keepalive
+        session.supernodesGeneration = networkSupernodesGeneration
         session.lastHeardMillis = ms
         file(&session)
         sessions[sid] = session
@@ -90,7 +91,9 @@ extension CheckpointMachine {
         publishToCluster(entry, into: &out)
         counters.registrations += 1
         respond(.registered(Registered(peer: peer, observed: session.endpoint, keepaliveSeconds: keepalive,
-                                       expiryMisses: configuration.expiryMisses)), id: id, session: sid, into: &out)
+                                       expiryMisses: configuration.expiryMisses,
+                                       supernodes: failoverSupernodes(for: peer, observed: session.endpoint))),
+                id: id, session: sid, into: &out)
         repush(stranded, to: peer, ms: ms, into: &out)
         if before == nil {
             out.append(.presence(peer, online: true))

@@ -30,6 +30,8 @@ struct CheckpointSession {
     var messagesInFlight: UInt16 = 0
     /// Connection requests this session has open.
     var openConnectRequests: UInt16 = 0
+    /// The `networkSupernodesGeneration` this peer was last told (ClusterFailover.swift).
+    var supernodesGeneration: UInt32 = 0
 
     /// When the session expires: missed keepalives when registered, else the handshake grace.
     func expiryMillis(misses: UInt8) -> UInt64 {

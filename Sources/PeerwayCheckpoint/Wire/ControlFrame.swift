@@ -49,8 +49,9 @@ public enum ControlFrame: Equatable, Sendable {
     case registered(Registered)
     /// Success without a body.
     case ok
-    /// Answer to keepalive: the source address the checkpoint sees (NAT rebinding shows here).
-    case keepaliveAck(observed: PeerEndpoint)
+    /// Answer to keepalive: the source address the checkpoint sees (NAT rebinding shows here),
+    /// and, once after the network's supernodes changed, the new list (as in `Registered`).
+    case keepaliveAck(observed: PeerEndpoint, supernodes: [SupernodeAddress] = [])
     case lookupResult(LookupResult)
     case searchResult(SearchResult)
     case messageOutcome(MessageOutcome)
@@ -118,19 +119,28 @@ public struct RegisterRequest: Equatable, Sendable {
     }
 }
 
-/// `registered` body: `peer(16) observed keepaliveSeconds(2) expiryMisses(1)`.
+/// `registered` body: `peer(16) observed keepaliveSeconds(2) expiryMisses(1)` then the other
+/// supernodes of the network: `count(1)` and per supernode `key(32) endpoint tcpPort(2)`, at most
+/// `ControlLimits.maximumAdvertisedSupernodes`. A body that ends after `expiryMisses` (a
+/// supernode alone, or of an earlier version) has none.
 public struct Registered: Equatable, Sendable {
     public var peer: PeerID
     public var observed: PeerEndpoint
     /// The interval the checkpoint holds the peer to (the requested one, clamped).
     public var keepaliveSeconds: UInt16
     public var expiryMisses: UInt8
+    /// The other supernodes of the network, in the order this peer should try them when its
+    /// supernode fails (each peer gets its own order, so the peers of a failed supernode spread
+    /// over the rest). Only supernodes whose address is an IP literal are listed.
+    public var supernodes: [SupernodeAddress]
 
-    public init(peer: PeerID, observed: PeerEndpoint, keepaliveSeconds: UInt16, expiryMisses: UInt8) {
+    public init(peer: PeerID, observed: PeerEndpoint, keepaliveSeconds: UInt16, expiryMisses: UInt8,
+                supernodes: [SupernodeAddress] = []) {
         self.peer = peer
         self.observed = observed
         self.keepaliveSeconds = keepaliveSeconds
         self.expiryMisses = expiryMisses
+        self.supernodes = supernodes
     }
 }
 

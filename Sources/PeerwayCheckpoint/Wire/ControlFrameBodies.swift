@@ -1,3 +1,4 @@
+import Crypto
 import NIOCore
 import PeerwaySTUN
 
@@ -57,6 +58,21 @@ extension ByteBuffer {
     mutating func writeWireCount(_ count: Int, _ what: StaticString) {
         precondition(count <= Int(UInt8.max), "\(what): \(count) items do not fit a one-byte count")
         writeInteger(UInt8(count))
+    }
+
+    /// The optional supernode list that ends `registered` and `keepaliveAck`: nothing when empty,
+    /// else `count(1)` and per supernode `key(32) endpoint tcpPort(2)`. Supernodes beyond
+    /// `maximumAdvertisedSupernodes` or without an IP-literal host are left out (the list is
+    /// advice, not a contract).
+    mutating func writeWireSupernodes(_ supernodes: [SupernodeAddress]) {
+        let listed = supernodes.compactMap { a in a.endpoint.map { (a, $0) } }.prefix(ControlLimits.maximumAdvertisedSupernodes)
+        guard !listed.isEmpty else { return }
+        writeWireCount(listed.count, "supernodes")
+        for (address, endpoint) in listed {
+            writeBytes(address.publicKeyBytes)
+            writeWireEndpoint(endpoint)
+            writeInteger(address.tcpPort)
+        }
     }
 
     /// `length(1)` then the UTF-8 bytes (metadata keys and values).
@@ -248,13 +264,16 @@ extension Registered {
         buffer.writeWireEndpoint(observed)
         buffer.writeInteger(keepaliveSeconds)
         buffer.writeInteger(expiryMisses)
+        buffer.writeWireSupernodes(supernodes)
     }
 
     init(wire r: inout ControlWireReader) throws(ControlDecodingError) {
         let peer = try r.peerID("registered.peer")
         let observed = try r.endpoint("registered.observed")
         let keepalive = try r.u16("registered.keepaliveSeconds")
-        self.init(peer: peer, observed: observed, keepaliveSeconds: keepalive, expiryMisses: try r.u8("registered.expiryMisses"))
+        let misses = try r.u8("registered.expiryMisses")
+        let supernodes = try r.supernodes("registered.supernodes")
+        self.init(peer: peer, observed: observed, keepaliveSeconds: keepalive, expiryMisses: misses, supernodes: supernodes)
     }
 }
 
@@ -424,5 +443,27 @@ extension Welcome {
         let observed = try r.endpoint("welcome.observed")
         let keepalive = try r.u16("welcome.keepaliveSeconds")
         self.init(observed: observed, keepaliveSeconds: keepalive, serverTimeMillis: try r.u64("welcome.serverTimeMillis"))
+    }
+}
+
+extension ControlWireReader {
+    /// The optional supernode list at the end of a body (`writeWireSupernodes`): none when the
+    /// body ends here; a present list is never empty (one encoding per frame).
+    mutating func supernodes(_ what: @autoclosure () -> String) throws(ControlDecodingError) -> [SupernodeAddress] {
+        guard remaining > 0 else { return [] }
+        let n = try count(what(), limit: ControlLimits.maximumAdvertisedSupernodes, limitName: "maximumAdvertisedSupernodes")
+        guard n > 0 else { throw .invalid(what: "\(what()): a present list is empty") }
+        var supernodes: [SupernodeAddress] = []
+        for _ in 0..<n {
+            let key = try array(ControlLimits.keyBytes, "\(what()).key")
+            let endpoint = try self.endpoint("\(what()).endpoint")
+            let tcpPort = try u16("\(what()).tcpPort")
+            guard endpoint.port != 0, tcpPort != 0,
+                  let publicKey = try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: key) else {
+                throw .invalid(what: "\(what()): a supernode with port 0 or an unusable key")
+            }
+            supernodes.append(SupernodeAddress(publicKey: publicKey, host: endpoint.ipString, port: endpoint.port, tcpPort: tcpPort))
+        }
+        return supernodes
     }
 }

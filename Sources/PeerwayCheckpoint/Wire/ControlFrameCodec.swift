@@ -73,7 +73,9 @@ extension ByteBuffer {
         case .connect(let body): body.writeWire(into: &self)
         case .answerConnect(let body), .connectAnswered(let body): body.writeWire(into: &self)
         case .registered(let body): body.writeWire(into: &self)
-        case .keepaliveAck(let observed): writeWireEndpoint(observed)
+        case .keepaliveAck(let observed, let supernodes):
+            writeWireEndpoint(observed)
+            writeWireSupernodes(supernodes)
         case .lookupResult(let body): body.writeWire(into: &self)
         case .searchResult(let body): body.writeWire(into: &self)
         case .messageOutcome(let body), .messageStatus(let body): body.writeWire(into: &self)
@@ -127,7 +129,8 @@ extension ControlFrame {
         case .answerConnect: frame = .answerConnect(try ConnectDecision(wire: &r, "answerConnect"))
         case .registered: frame = .registered(try Registered(wire: &r))
         case .ok: frame = .ok
-        case .keepaliveAck: frame = .keepaliveAck(observed: try r.endpoint("keepaliveAck.observed"))
+        case .keepaliveAck:
+            frame = .keepaliveAck(observed: try r.endpoint("keepaliveAck.observed"), supernodes: try r.supernodes("keepaliveAck.supernodes"))
         case .lookupResult: frame = .lookupResult(try LookupResult(wire: &r))
         case .searchResult: frame = .searchResult(try SearchResult(wire: &r))
         case .messageOutcome: frame = .messageOutcome(try MessageOutcome(wire: &r, "messageOutcome"))

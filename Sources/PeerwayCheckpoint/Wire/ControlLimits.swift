@@ -60,6 +60,9 @@ public enum ControlLimits {
     public static let maximumSearchPage = 100
     /// Most local candidates a peer registers.
     public static let maximumCandidates = 8
+    /// Other supernodes of the network listed in a `registered` answer (the peer's failover
+    /// list; 53 bytes each).
+    public static let maximumAdvertisedSupernodes = 8
     /// Most peers named in one watch or unwatch request.
     public static let maximumWatchBatch = 32
     /// Most peers one peer may watch.

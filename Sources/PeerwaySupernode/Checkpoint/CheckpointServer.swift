@@ -374,6 +374,7 @@ final class CheckpointWorker: @unchecked Sendable {
                     case .frame(let frame, let node): machine.clusterReceive(frame, from: node, now: now, into: &actions)
                     case .up(let node): machine.clusterNodeUp(node, now: now, into: &actions)
                     case .down(let node): machine.clusterNodeDown(node, now: now, into: &actions)
+                    case .supernodes(let others): machine.setNetworkSupernodes(others)
                     }
                     emit()
                 }

@@ -26,6 +26,8 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
         case frame(ClusterFrame, from: ClusterNode)
         case up(ClusterNode)
         case down(ClusterNode)
+        /// The other live members' CHECKPOINT addresses (told to registering peers).
+        case supernodes([SupernodeAddress])
     }
 
     /// How the bridge reaches the other supernodes (the mesh).
@@ -49,6 +51,7 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
     /// match when its grace ends.
     private let links = NIOLockedValueBox<[ClusterNode: (up: Bool, generation: UInt64)]>([:])
     private let graceMillis: Int
+    private let lastMembers = NIOLockedValueBox<[SupernodeAddress]?>(nil)
     private let logger: Logger
 
     /// - Parameter linkGraceMillis: how long a supernode whose link went down has to come back
@@ -109,6 +112,18 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
             return true
         }
         if known { enqueue(.down(node)) }
+    }
+
+    /// The other live members of the network, at each refresh of the membership: registering
+    /// peers learn them as their failover list (ClusterFailover.swift). Sent on only when the
+    /// list changed.
+    public func membersChanged(_ others: [SupernodeAddress]) {
+        let changed = lastMembers.withLockedValue { last -> Bool in
+            guard last != others else { return false }
+            last = others
+            return true
+        }
+        if changed { enqueue(.supernodes(others)) }
     }
 
     // MARK: - On the checkpoint's thread

@@ -231,6 +231,7 @@ public final class SupernodeCluster: Sendable {
         }
         if let wasUnavailable { logger.notice("cluster: membership database answers again", metadata: ["was": "\(wasUnavailable)"]) }
         mesh.setMembers(others.map { (key: $0.key, link: $0.link) })
+        bridge.membersChanged(others.compactMap { try? SupernodeAddress(parsing: $0.address) })
         let gone = Set(before.map(\.key)).subtracting(members.map(\.key)).subtracting([ownKey])
         for key in gone {
             logger.notice("cluster: member left the network (no heartbeat)", metadata: ["member": "\(ClusterNode(key: key))"])
