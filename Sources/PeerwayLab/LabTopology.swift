@@ -2,7 +2,7 @@
  The NAT lab's topology, as pure values: what namespaces exist, how they are linked and addressed.
 
    pw-public (supernode host)          pw-inet: one bridge "br0", the "public internet"
-     eth0 198.51.100.1/24, .2/24  ─────  pub
+     eth0 198.51.100.1-.4/24  ─────────  pub
                                          s<i>  ─── wan0 203.0.113.(10i+1)/24  pw-<site>-r (router, NAT preset)
                                                                               lan0 bridge 10.0.i.1/24
                                                                                 ├─ p1 ── eth0 10.0.i.11  pw-<site>-h1
@@ -235,7 +235,11 @@ public struct LabTopology: Hashable, Sendable {
 
     public static let internetNamespace = "\(LabLimits.prefix)inet"
     public static let publicNamespace = "\(LabLimits.prefix)public"
-    public static let publicAddresses = ["198.51.100.1", "198.51.100.2"]
+    /// The public host's addresses: the STUN pair uses .1 and .2 (`LabLimits.stunPrimary`,
+    /// `LabLimits.stunAlternate`); .3 and .4 let a network of supernodes run on the one host, each
+    /// on an address of its own with a STUN pair on its port 3478 (a pair takes two addresses, so
+    /// three supernodes' hosts need a second pair: .3 with .4; `LabClusterTests`).
+    public static let publicAddresses = ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"]
 
     public init(_ configuration: LabConfiguration) throws(LabError) {
         try configuration.validate()

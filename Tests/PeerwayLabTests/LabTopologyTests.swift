@@ -58,12 +58,28 @@ struct LabTopologyTests {
         #expect(throws: LabError.self) { try topology.namespace(for: "nowhere") }
     }
 
+    @Test("the public host has four addresses, all on its eth0: the STUN pair's two, and two more for a network of supernodes")
+    func publicHost() throws {
+        let topology = try LabTopology(LabConfiguration(sites: [LabSiteSpec(name: "home", preset: .portRestricted)]))
+        #expect(LabTopology.publicAddresses == ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"])
+        #expect(LabLimits.stunPrimary.hasPrefix(LabTopology.publicAddresses[0] + ":"))
+        #expect(LabLimits.stunAlternate.hasPrefix(LabTopology.publicAddresses[1] + ":"))
+        let node = try #require(topology.nodes.first { $0.role == .publicHost })
+        #expect(node.addresses == LabTopology.publicAddresses.map { $0 + "/24" })
+        let added = LabPlan.steps(for: topology).compactMap { step -> String? in
+            guard case .ip(let args) = step, args.starts(with: ["-n", LabTopology.publicNamespace, "addr", "add"]) else { return nil }
+            return args[4]
+        }
+        #expect(added == node.addresses)
+    }
+
     @Test("the JSON description names every host with its namespace, addresses, site and preset")
     func description() throws {
         let topology = try LabTopology(LabConfiguration(sites: [LabSiteSpec(name: "home", preset: .fullCone)]))
         let json = LabRunner.describe(topology)
         #expect(json.contains("\"namespace\" : \"pw-public\""))
         #expect(json.contains("\"198.51.100.2/24\""))
+        #expect(json.contains("\"198.51.100.4/24\""))
         #expect(json.contains("\"namespace\" : \"pw-home-h1\""))
         #expect(json.contains("\"preset\" : \"full-cone\""))
         #expect(json.contains("\"publicAddress\" : \"203.0.113.11\""))
