@@ -37,4 +37,11 @@ public final class IndexPresenceTable: IndexPresence, @unchecked Sendable {
         defer { lock.unlock() }
         return online.contains(peer)
     }
+
+    /// Every peer online now (a copy).
+    public func onlinePeers() -> [PeerID] {
+        lock.lock()
+        defer { lock.unlock() }
+        return Array(online)
+    }
 }

@@ -25,7 +25,17 @@ struct ClusterFrameCodecTests {
         .pushOutcome(id: 42, outcome: .delivered),
         .pushOutcome(id: 1, outcome: .timedOut),
         .forward(from: a, observed: v4, frame: .answerConnect(ConnectDecision(peer: b, requestID: 3, accepted: true, reason: ""))),
+        .index(.loggedIn(peer: a, user: alice)),
+        .index(.loggedOut(peer: b)),
+        .index(.joined(user: alice, network: lab)),
+        .index(.left(user: ClusterIndexName(id: .max, name: String(repeating: "u", count: IndexWireLimits.maximumNameBytes)), network: lab)),
+        .index(.accountDeleted(user: alice, networks: [1, .max, 3])),
+        .index(.accountDeleted(user: alice, networks: [])),
+        .index(.accountDeleted(user: alice, networks: Array(1...Int64(ClusterFrameLimits.maximumNetworksPerIndexEvent)))),
+        .index(.networkDeleted(network: lab)),
     ]
+    static let alice = ClusterIndexName(id: 1, name: "alice")
+    static let lab = ClusterIndexName(id: 0x0102, name: "lab")
 
     static func bytes(_ f: ClusterFrame) -> ByteBuffer {
         var b = ByteBuffer()
@@ -54,6 +64,45 @@ struct ClusterFrameCodecTests {
         #expect(push.prefix(9) == [4, 0, 0, 0, 0, 0, 0, 0, 1])
         #expect(Array(push[25..<27]) == [UInt8(control.readableBytes >> 8), UInt8(control.readableBytes & 0xFF)])
         #expect(Array(push[27...]) == Array(control.readableBytesView))
+    }
+
+    @Test("golden bytes of INDEX events")
+    func goldenIndex() {
+        // kind 7, event 2 (loggedOut), the peer.
+        #expect(Array(Self.bytes(.index(.loggedOut(peer: Self.a))).readableBytesView) == [7, 2] + (1...16).map { UInt8($0) })
+        // kind 7, event 3 (joined): user id(8) name(1+5), network id(8) name(1+3).
+        #expect(Array(Self.bytes(.index(.joined(user: Self.alice, network: Self.lab))).readableBytesView)
+                == [7, 3, 0, 0, 0, 0, 0, 0, 0, 1, 5] + Array("alice".utf8) + [0, 0, 0, 0, 0, 0, 1, 2, 3] + Array("lab".utf8))
+        // kind 7, event 5 (accountDeleted): user, count(2), ids(8 each).
+        #expect(Array(Self.bytes(.index(.accountDeleted(user: Self.alice, networks: [9]))).readableBytesView)
+                == [7, 5, 0, 0, 0, 0, 0, 0, 0, 1, 5] + Array("alice".utf8) + [0, 1, 0, 0, 0, 0, 0, 0, 0, 9])
+    }
+
+    @Test("INDEX events: unknown events, empty or long names and too many networks are refused")
+    func malformedIndex() {
+        var unknown = ByteBuffer(bytes: [7, 9])
+        #expect(throws: ClusterFrameError.malformed(.invalid(what: "index event: unknown event 9 (a newer supernode? upgrade this one)"))) { try unknown.readClusterFrame() }
+        var zero = ByteBuffer(bytes: [7, 0])
+        #expect(throws: ClusterFrameError.self) { try zero.readClusterFrame() }
+        // networkDeleted with an empty name, and with one over IndexWireLimits.maximumNameBytes.
+        var empty = ByteBuffer(bytes: [7, 6, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+        #expect(throws: ClusterFrameError.self) { try empty.readClusterFrame() }
+        let long = IndexWireLimits.maximumNameBytes + 1
+        var overlong = ByteBuffer(bytes: [7, 6, 0, 0, 0, 0, 0, 0, 0, 1, UInt8(long)] + Array(repeating: UInt8(ascii: "x"), count: long))
+        #expect(throws: ClusterFrameError.self) { try overlong.readClusterFrame() }
+        // A name that is not UTF-8.
+        var binary = ByteBuffer(bytes: [7, 6, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0xC3, 0x28])
+        #expect(throws: ClusterFrameError.self) { try binary.readClusterFrame() }
+        // accountDeleted naming one network more than allowed (the count is checked before the ids are read).
+        let over = ClusterFrameLimits.maximumNetworksPerIndexEvent + 1
+        var tooMany = ByteBuffer(bytes: [7, 5, 0, 0, 0, 0, 0, 0, 0, 1, 5] + Array("alice".utf8) + [UInt8(over >> 8), UInt8(over & 0xFF)])
+        #expect(throws: ClusterFrameError.malformed(.invalid(what: "accountDeleted.count: \(over) networks, over maximumNetworksPerIndexEvent (\(over - 1))"))) {
+            try tooMany.readClusterFrame()
+        }
+        // Trailing bytes after an event.
+        var trailing = Self.bytes(.index(.loggedOut(peer: Self.b)))
+        trailing.writeInteger(0 as UInt8)
+        #expect(throws: ClusterFrameError.malformed(.trailingBytes(1))) { try trailing.readClusterFrame() }
     }
 
     @Test("every truncation of every frame is an error that leaves the reader where it was")

@@ -21,6 +21,9 @@ import NIOCore
      callee's / acceptor's supernode        requester's supernode (holds the negotiation and
        forward(from, observed, answerConnect | traversalOffer | traversalResult) --> HANDSHAKE)
 
+     supernode of an INDEX operation        every other supernode (ClusterIndexEvent.swift)
+       index(event) ----------------------> its INDEX tells its own watchers
+
  A row carries a version: the home's wall clock in milliseconds at registration, raised above
  any version the home already knew for that peer. When two supernodes both claim a peer (it
  moved), the higher version wins and the other one closes its stale session; equal versions go
@@ -74,9 +77,12 @@ public enum ClusterFrame: Equatable, Sendable {
     /// A request by `from`, registered on the sender, about state the receiver holds (the
     /// negotiation or traversal of a peer registered there); `observed` is where the sender sees it.
     case forward(from: PeerID, observed: PeerEndpoint, frame: ControlFrame)
+    /// An INDEX operation on the sender that the receiver's watchers must hear of (the owner
+    /// hands it to the INDEX; the checkpoint's machine has nothing to do with it).
+    case index(ClusterIndexEvent)
 
     enum Kind: UInt8 {
-        case peersUp = 1, peerDown = 2, snapshot = 3, push = 4, pushOutcome = 5, forward = 6
+        case peersUp = 1, peerDown = 2, snapshot = 3, push = 4, pushOutcome = 5, forward = 6, index = 7
     }
 }
 
@@ -138,6 +144,9 @@ extension ByteBuffer {
             writeWirePeerID(from)
             writeWireEndpoint(observed)
             writeEmbeddedControlFrame(frame)
+        case .index(let event):
+            writeInteger(ClusterFrame.Kind.index.rawValue)
+            writeClusterIndexEvent(event)
         }
     }
 
@@ -209,6 +218,8 @@ extension ClusterFrame {
             let from = try r.peerID("forward.from")
             let observed = try r.endpoint("forward.observed")
             return .forward(from: from, observed: observed, frame: try embedded(&r, "forward.frame"))
+        case .index:
+            return .index(try ClusterIndexEvent.decode(&r))
         }
     }
 

@@ -85,6 +85,9 @@ extension CheckpointMachine {
             default:
                 counters.malformed += 1
             }
+        case .index:
+            // The INDEX's (ClusterIndexEvent.swift): the owner hands it there, not here.
+            break
         }
     }
 

@@ -2,7 +2,10 @@ import PeerwayCheckpoint
 
 /// Each `IndexCall`, run against the store for the peer that asked.
 extension IndexControlService {
-    func run(_ context: IndexCallContext, notifications: inout [IndexNotification]) async throws(IndexError) -> IndexReply {
+    /// `notifications`: pushes to this supernode's watchers; `cluster`: what the other
+    /// supernodes must hear to tell theirs (`apply(_:)`).
+    func run(_ context: IndexCallContext, notifications: inout [IndexNotification],
+             cluster: inout [ClusterIndexEvent]) async throws(IndexError) -> IndexReply {
         let peer = context.peer
         switch context.call {
         case .signup(let username, let password, let metadata):
@@ -14,6 +17,7 @@ extension IndexControlService {
             _ = try await store.login(user: user.id, peer: peer)
             dropWatches(of: peer)
             notifications += await attach(peer, to: user.id)
+            cluster.append(.loggedIn(peer: peer, user: Self.named(user)))
             return .user(entry(user))
 
         case .login(let username, let password):
@@ -21,12 +25,14 @@ extension IndexControlService {
             _ = try await store.login(user: user.id, peer: peer)
             if userOfOnlinePeer[peer] != user.id { dropWatches(of: peer) }
             notifications += await attach(peer, to: user.id)
+            cluster.append(.loggedIn(peer: peer, user: Self.named(user)))
             return .user(entry(user))
 
         case .logout:
             try await store.logout(peer: peer)
             dropWatches(of: peer)
             notifications += await detach(peer)
+            cluster.append(.loggedOut(peer: peer))
             return .done
 
         case .changePassword(let old, let new):
@@ -47,13 +53,17 @@ extension IndexControlService {
             let me = try await currentUser(peer)
             _ = try await verify(me.name, password, source: context.source)
             let peers = onlinePeers(of: me.id)
-            let networks = await watchedNetworks(of: me.id)
+            // Read before they go with the account: the other supernodes' watchers may watch any of them.
+            let memberships = try await store.networks(of: me.id, after: nil, limit: IndexLimits.maximumNetworksPerUser).items.map(\.network)
+            let networks = await watched(memberships)
             try await store.deleteUser(me.id, by: .user(me.id))
             // Its peers are logged out with it: their watches end, watchers see them go.
             for p in peers {
                 dropWatches(of: p)
                 notifications += await detach(p, networks: networks)
             }
+            cluster.append(.accountDeleted(user: Self.named(me),
+                                           networks: memberships.prefix(ClusterFrameLimits.maximumNetworksPerIndexEvent).map(\.rawValue)))
             return .done
 
         case .createNetwork(let name, let access, let metadata):
@@ -73,6 +83,7 @@ extension IndexControlService {
             let network = try await existingNetwork(name)
             try await store.deleteNetwork(network.id, by: .user(me.id))
             dropWatchers(of: network.id)
+            cluster.append(.networkDeleted(network: Self.named(network)))
             return .done
 
         case .join(let name):
@@ -81,8 +92,9 @@ extension IndexControlService {
             let membership = try await store.join(network.id, user: me.id, by: .user(me.id))
             // The network's watchers see the new member's online peers.
             for p in onlinePeers(of: me.id) {
-                notifications += await announce(user: me.id, peer: p, online: true, networks: [network])
+                notifications += await announce(user: me.id, peer: p, online: true, networks: [NetworkName(network)])
             }
+            cluster.append(.joined(user: Self.named(me), network: Self.named(network)))
             return .network(await entry(network, role: membership.role))
 
         case .invite(let networkName, let username):
@@ -97,14 +109,16 @@ extension IndexControlService {
             let network = try await existingNetwork(networkName)
             let member = try await existingUser(username)
             try await store.remove(member.id, from: network.id, by: .user(me.id))
-            notifications += await leaving(member.id, network)
+            notifications += await leaving(member.id, NetworkName(network))
+            cluster.append(.left(user: Self.named(member), network: Self.named(network)))
             return .done
 
         case .leave(let name):
             let me = try await currentUser(peer)
             let network = try await existingNetwork(name)
             try await store.leave(network.id, user: me.id, by: .user(me.id))
-            notifications += await leaving(me.id, network)
+            notifications += await leaving(me.id, NetworkName(network))
+            cluster.append(.left(user: Self.named(me), network: Self.named(network)))
             return .done
 
         case .members(let name, let page):
@@ -216,7 +230,7 @@ extension IndexControlService {
     }
 
     /// A member left or was removed: their peers stop watching, watchers see them go.
-    func leaving(_ user: UserID, _ network: IndexNetwork) async -> [IndexNotification] {
+    func leaving(_ user: UserID, _ network: NetworkName) async -> [IndexNotification] {
         let peers = onlinePeers(of: user)
         dropWatchers(of: network.id, only: peers)
         var out: [IndexNotification] = []
@@ -236,6 +250,10 @@ extension IndexControlService {
         }
         return .members(network: network.name, Self.fit(entries, next: members.next, id: { $0.user }, bytes: { $0.wireBytes }))
     }
+
+    static func named(_ user: IndexUser) -> ClusterIndexName { ClusterIndexName(id: user.id.rawValue, name: user.name) }
+
+    static func named(_ network: IndexNetwork) -> ClusterIndexName { ClusterIndexName(id: network.id.rawValue, name: network.name) }
 
     func entry(_ user: IndexUser) -> IndexUserEntry {
         IndexUserEntry(id: user.id.rawValue, name: user.name, metadata: user.metadata)

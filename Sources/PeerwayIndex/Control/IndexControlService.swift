@@ -16,11 +16,31 @@ public struct IndexNotification: Equatable, Sendable {
 public struct IndexControlOutcome: Equatable, Sendable {
     public var result: Result<IndexReply, ControlFailure>
     public var notifications: [IndexNotification]
+    /// What the other supernodes of the network must hear, for their own watchers
+    /// (`apply(_:)` there; ClusterIndexEvent.swift).
+    public var cluster: [ClusterIndexEvent]
 
-    public init(result: Result<IndexReply, ControlFailure>, notifications: [IndexNotification] = []) {
+    public init(result: Result<IndexReply, ControlFailure>, notifications: [IndexNotification] = [],
+                cluster: [ClusterIndexEvent] = []) {
         self.result = result
         self.notifications = notifications
+        self.cluster = cluster
     }
+}
+
+/// A network as a notice names it.
+struct NetworkName: Hashable, Sendable {
+    let id: NetworkID
+    let name: String
+
+    init(id: NetworkID, name: String) {
+        self.id = id
+        self.name = name
+    }
+
+    init(_ network: IndexNetwork) { self.init(id: network.id, name: network.name) }
+
+    init(_ network: ClusterIndexName) { self.init(id: NetworkID(network.id), name: network.name) }
 }
 
 /// Limits of the INDEX over the control channel.
@@ -36,6 +56,9 @@ public enum IndexControlLimits {
     /// Usernames remembered by id (names never change and ids are never reused, so entries never
     /// go stale; the cache is emptied when full).
     public static let maximumCachedNames = 100_000
+    /// Online peers whose login could not be read (the store did not answer) kept for `resync`;
+    /// past it, `resync` reads every online peer's login instead.
+    public static let maximumUnresolvedPeers = 100_000
 }
 
 /// The INDEX as peers reach it through their control channel: operations on behalf of the user a
@@ -64,6 +87,12 @@ public actor IndexControlService {
     var watchers: [NetworkID: Set<PeerID>] = [:]
     var watching: [PeerID: Set<NetworkID>] = [:]
     var names: [UserID: String] = [:]
+    /// Online peers whose login is unknown (the store did not answer when they came online).
+    var unresolved: Set<PeerID> = []
+    /// Every online peer's login must be read again (`resync`).
+    var fullResyncDue = false
+    /// While `resync` reads logins: the peers bound or unbound meanwhile (what it read of them is stale).
+    var changedDuringResync: Set<PeerID>?
 
     /// `clock` is injected so tests control the login limiter's time.
     public init(store: any IndexStore, presence: IndexPresenceTable = IndexPresenceTable(),
@@ -89,28 +118,42 @@ public actor IndexControlService {
 
     /// Presence changes in the order the checkpoint saw them (one peer's are never reordered):
     /// the sessions of the peers that came online are read in one lookup per
-    /// `IndexLimits.maximumSessionLookup` peers, then each change is applied in turn.
+    /// `IndexLimits.maximumSessionLookup` peers, then each change is applied in turn. When the
+    /// store does not answer, the peers not read are kept for `resync` (`needsResync`).
     public func presenceChanged(_ changes: [(peer: PeerID, online: Bool)]) async -> [IndexNotification] {
         var arrived: [PeerID] = []
         var seen: Set<PeerID> = []
         for c in changes where c.online && seen.insert(c.peer).inserted { arrived.append(c.peer) }
-        var userOf: [PeerID: UserID] = [:]
-        var start = 0
-        while start < arrived.count {
-            let chunk = Array(arrived[start..<min(start + IndexLimits.maximumSessionLookup, arrived.count)])
-            for s in (try? await store.sessions(ofPeers: chunk)) ?? [] { userOf[s.peer] = s.user }
-            start += chunk.count
-        }
+        let (userOf, unread) = await logins(of: arrived)
         var out: [IndexNotification] = []
         for c in changes {
             if c.online {
                 if let user = userOf[c.peer] { out += await attach(c.peer, to: user) }
+                if unread.contains(c.peer) { keepUnresolved(c.peer) }
             } else {
+                unresolved.remove(c.peer)
                 dropWatches(of: c.peer)
                 out += await detach(c.peer)
             }
         }
         return out
+    }
+
+    /// The logins of `peers`, one lookup per `IndexLimits.maximumSessionLookup` peers; after the
+    /// first lookup the store does not answer, the rest are not asked for and come back `unread`.
+    func logins(of peers: [PeerID]) async -> (users: [PeerID: UserID], unread: Set<PeerID>) {
+        var userOf: [PeerID: UserID] = [:]
+        var start = 0
+        while start < peers.count {
+            let chunk = Array(peers[start..<min(start + IndexLimits.maximumSessionLookup, peers.count)])
+            do {
+                for s in try await store.sessions(ofPeers: chunk) { userOf[s.peer] = s.user }
+            } catch {
+                return (userOf, Set(peers[start...]))
+            }
+            start += chunk.count
+        }
+        return (userOf, [])
     }
 
     /// Peers of `user` online now.
@@ -119,6 +162,7 @@ public actor IndexControlService {
     /// Marks `peer` as logged in as `user` (when online) and notifies the user's networks' watchers.
     func attach(_ peer: PeerID, to user: UserID) async -> [IndexNotification] {
         guard presence.isOnline(peer), userOfOnlinePeer[peer] != user else { return [] }
+        changedDuringResync?.insert(peer)
         var out = await detach(peer)
         userOfOnlinePeer[peer] = user
         onlineByUser[user, default: []].insert(peer)
@@ -128,26 +172,32 @@ public actor IndexControlService {
 
     /// Forgets `peer`'s user binding (offline or logged out) and notifies watchers.
     /// `networks`: where to announce it (nil: the user's networks now).
-    func detach(_ peer: PeerID, networks: [IndexNetwork]? = nil) async -> [IndexNotification] {
+    func detach(_ peer: PeerID, networks: [NetworkName]? = nil) async -> [IndexNotification] {
         guard let user = userOfOnlinePeer.removeValue(forKey: peer) else { return [] }
+        changedDuringResync?.insert(peer)
         onlineByUser[user]?.remove(peer)
         if onlineByUser[user]?.isEmpty == true { onlineByUser[user] = nil }
         return await announce(user: user, peer: peer, online: false, networks: networks)
     }
 
     /// The user's networks that somebody watches.
-    func watchedNetworks(of user: UserID) async -> [IndexNetwork] {
+    func watchedNetworks(of user: UserID) async -> [NetworkName] {
         // Nobody watches anything (a supernode just restarted): no need to read the user's networks.
         guard !watchers.isEmpty, let page = try? await store.networks(of: user, after: nil, limit: IndexLimits.maximumNetworksPerUser) else { return [] }
-        var out: [IndexNetwork] = []
-        for m in page.items where watchers[m.network]?.isEmpty == false {
-            if let n = try? await store.network(id: m.network) { out.append(n) }
+        return await watched(page.items.map(\.network))
+    }
+
+    /// Those of `networks` somebody watches here, with their names.
+    func watched(_ networks: [NetworkID]) async -> [NetworkName] {
+        var out: [NetworkName] = []
+        for id in networks where watchers[id]?.isEmpty == false {
+            if let n = try? await store.network(id: id) { out.append(NetworkName(n)) }
         }
         return out
     }
 
     /// Status pushes for `user`'s `peer` to every watcher of `networks` (nil: all the user's networks).
-    func announce(user: UserID, peer: PeerID, online: Bool, networks: [IndexNetwork]?) async -> [IndexNotification] {
+    func announce(user: UserID, peer: PeerID, online: Bool, networks: [NetworkName]?) async -> [IndexNotification] {
         var targets = networks ?? []
         if networks == nil { targets = await watchedNetworks(of: user) }
         guard !targets.isEmpty, let name = await name(of: user) else { return [] }
@@ -185,9 +235,11 @@ public actor IndexControlService {
         return u.name
     }
 
-    func remember(_ user: IndexUser) {
+    func remember(_ user: IndexUser) { remember(user.id, user.name) }
+
+    func remember(_ user: UserID, _ name: String) {
         if names.count >= IndexControlLimits.maximumCachedNames { names.removeAll(keepingCapacity: true) }
-        names[user.id] = user.name
+        names[user] = name
     }
 
     // MARK: - Operations
@@ -195,11 +247,12 @@ public actor IndexControlService {
     /// Runs one operation for the peer in `context` (see `IndexCall` for each one's rules).
     public func handle(_ context: IndexCallContext) async -> IndexControlOutcome {
         var notifications: [IndexNotification] = []
+        var cluster: [ClusterIndexEvent] = []
         do {
-            let reply = try await run(context, notifications: &notifications)
-            return IndexControlOutcome(result: .success(reply), notifications: notifications)
+            let reply = try await run(context, notifications: &notifications, cluster: &cluster)
+            return IndexControlOutcome(result: .success(reply), notifications: notifications, cluster: cluster)
         } catch {
-            return IndexControlOutcome(result: .failure(await failure(for: error)), notifications: notifications)
+            return IndexControlOutcome(result: .failure(await failure(for: error)), notifications: notifications, cluster: cluster)
         }
     }
 }

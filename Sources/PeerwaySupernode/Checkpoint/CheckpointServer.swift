@@ -283,6 +283,8 @@ final class CheckpointWorker: @unchecked Sendable {
         }
         // Cluster frames that found no link: handed back to the machine after the pass.
         var unsent: [(ClusterFrame, ClusterNode)] = []
+        // Supernodes whose link is up, or down but not yet declared out.
+        var linked: Set<ClusterNode> = []
         func emit() {
             for action in actions {
                 let bytes: ByteBuffer, to: PeerEndpoint
@@ -362,6 +364,7 @@ final class CheckpointWorker: @unchecked Sendable {
                     switch inbound {
                     case .answer(let context, let result): machine.answerIndex(context, with: result, now: now, into: &actions)
                     case .notify(let note): machine.pushNetworkStatus(note.status, to: note.to, now: now, into: &actions)
+                    case .broadcast(let event): _ = cluster?.send(.index(event), to: nil)
                     }
                 }
                 emit()
@@ -371,9 +374,16 @@ final class CheckpointWorker: @unchecked Sendable {
                 let now = NIODeadline.now()
                 for inbound in cluster.drain() {
                     switch inbound {
+                    // The INDEX's, after the presence changes of the frames before it.
+                    case .frame(.index(let event), _): index?.clusterEvent(event)
                     case .frame(let frame, let node): machine.clusterReceive(frame, from: node, now: now, into: &actions)
-                    case .up(let node): machine.clusterNodeUp(node, now: now, into: &actions)
-                    case .down(let node): machine.clusterNodeDown(node, now: now, into: &actions)
+                    case .up(let node):
+                        // Up again without having been out: INDEX events it sent meanwhile may be lost.
+                        if !linked.insert(node).inserted { index?.linkRestored() }
+                        machine.clusterNodeUp(node, now: now, into: &actions)
+                    case .down(let node):
+                        linked.remove(node)
+                        machine.clusterNodeDown(node, now: now, into: &actions)
                     case .supernodes(let others): machine.setNetworkSupernodes(others)
                     }
                     emit()

@@ -12,7 +12,9 @@ import PeerwaySTUN
  over K UDP sockets, each bound to its own loopback address 127.2.x.y (the checkpoint limits
  hellos per source IP, so K addresses spread that limit like K hosts would).
 
- Peers are laid out in blocks: socket s carries peers [s*B, (s+1)*B). A socket runs one
+ Peers are laid out in blocks: socket s carries peers [s*B, (s+1)*B), and registers them with
+ target s % T of the configuration's T supernodes (one unless `otherTargets` names more, as
+ `peerway bench cluster` does to spread peers over a network of supernodes). A socket runs one
  registration at a time (hello, cookie, hello with cookie, hello reply, register, registered):
  the cookie and the hello reply name no peer, so the socket they arrive on does. Sealed packets
  carry their session id, which finds the peer (`peerOfSession`). Per-peer state lives in flat
@@ -34,6 +36,11 @@ struct CheckpointLoadConfiguration {
 
     var server: SupernodeAddress
     var endpoint: STUNAddress
+    /// More supernodes to spread the peers over (socket s registers with target s % count, the
+    /// first target being `server`).
+    var otherTargets: [CheckpointLoadTarget] = []
+    /// The first socket's address (127.2.0.1); socket i binds this + i.
+    var firstSocketIP: UInt32 = 0x7F02_0001
     var serverPID: Int32?
     var peers = 10_000
     var sockets = 1024
@@ -56,6 +63,17 @@ struct CheckpointLoadConfiguration {
     /// Register one metadata entry (`name=peer-N`) instead of none.
     var metadata = false
     var progress: (String) -> Void = { say($0) }
+}
+
+/// A supernode a load registers peers with.
+struct CheckpointLoadTarget {
+    var address: SupernodeAddress
+    var endpoint: STUNAddress
+}
+
+extension CheckpointLoadConfiguration {
+    /// Every supernode of the run, `server` first.
+    var targets: [CheckpointLoadTarget] { [CheckpointLoadTarget(address: server, endpoint: endpoint)] + otherTargets }
 }
 
 /// What a run measured.
@@ -109,12 +127,16 @@ enum CheckpointLoadPhase: String {
 }
 
 struct CheckpointLoad {
-    let c: CheckpointLoadConfiguration
+    /// The configuration; the cluster bench changes the message rate between its phases.
+    var c: CheckpointLoadConfiguration
     let n: Int
     /// Peers per socket.
     let block: Int
     let socketCount: Int
-    let checkpointKey: PeerwayCheckpoint.SupernodeAddress
+    /// The supernodes peers register with (`c.targets`).
+    let targets: [CheckpointLoadTarget]
+    /// Per socket: the index in `targets` of the supernode its peers register with.
+    var socketTarget: [Int]
     var result = CheckpointBenchResult()
     var phase = CheckpointLoadPhase.registering
 
@@ -131,7 +153,7 @@ struct CheckpointLoad {
     var sendLengths = [UInt32](repeating: 0, count: CheckpointLoadConfiguration.batch)
     var recvLengths = [UInt32](repeating: 0, count: CheckpointLoadConfiguration.batch)
     var staged = 0
-    var stagedFD: Int32 = -1
+    var stagedSocket = -1
     var datagram = ByteBuffer()
 
     // Per socket: the registration it runs.
@@ -186,6 +208,10 @@ struct CheckpointLoad {
     var messagesSent = 0, messagesDelivered = 0, messagesFailed = 0, messagesTimedOut = 0, messagesRefused = 0
     var messageCursor = 0
     let messageText: String
+    /// Pairs the caller chose (`usePairs`), instead of the default layout.
+    var pairList: CheckpointLoadPairs?
+    /// Lookups and searches sent by registered peers (CheckpointBenchQueries.swift).
+    var queries = CheckpointLoadQueries()
 
     init(_ configuration: CheckpointLoadConfiguration) throws {
         c = configuration
@@ -194,11 +220,12 @@ struct CheckpointLoad {
         let perSocket = (configuration.peers + k - 1) / k
         block = perSocket
         socketCount = (n + perSocket - 1) / perSocket
-        checkpointKey = configuration.server
+        targets = configuration.targets
+        socketTarget = (0..<socketCount).map { [count = configuration.targets.count] in $0 % count }
         let batch = CheckpointLoadConfiguration.batch
         sendBuffers = .allocate(byteCount: batch * ControlLimits.maximumDatagramBytes, alignment: 16)
         recvBuffers = .allocate(byteCount: batch * (ControlLimits.maximumDatagramBytes + 1), alignment: 16)
-        addressSlots = .allocate(byteCount: batch * Int(CPEERWAY_ADDRESS_SLOT), alignment: 16)
+        addressSlots = .allocate(byteCount: configuration.targets.count * batch * Int(CPEERWAY_ADDRESS_SLOT), alignment: 16)
         datagram.reserveCapacity(ControlLimits.maximumDatagramBytes + 1)
         hsPeer = Array(repeating: -1, count: socketCount)
         hsStage = Array(repeating: 0, count: socketCount)
@@ -226,7 +253,8 @@ struct CheckpointLoad {
         try openSockets()
     }
 
-    /// Binds one non-blocking UDP socket per loopback address 127.2.x.y and registers it with epoll.
+    /// Binds one non-blocking UDP socket per loopback address (127.2.x.y unless `firstSocketIP`
+    /// says otherwise) and registers it with epoll; fills one batch of destination slots per target.
     mutating func openSockets() throws {
         epfd = cpeerway_epoll_create()
         guard epfd >= 0 else { throw CheckpointLoadError.socket("epoll_create1", errno) }
@@ -237,7 +265,7 @@ struct CheckpointLoad {
             var size: Int32 = 1 << 20
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-            let ip = UInt32(0x7F02_0000) + UInt32(i + 1)
+            let ip = c.firstSocketIP &+ UInt32(i)
             var sa = sockaddr_in()
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_port = 0
@@ -255,12 +283,24 @@ struct CheckpointLoad {
             socketPorts.append(UInt16(bigEndian: bound.sin_port))
             guard cpeerway_epoll_add(epfd, fd, UInt32(i)) == 0 else { throw CheckpointLoadError.socket("epoll_ctl", errno) }
         }
-        guard case .v4(let serverIP) = c.endpoint.ip else { return }
-        var ipBytes = [UInt8](repeating: 0, count: 4)
-        for b in 0..<4 { ipBytes[b] = UInt8(truncatingIfNeeded: serverIP >> (24 - 8 * UInt32(b))) }
-        for slot in 0..<CheckpointLoadConfiguration.batch {
-            cpeerway_write_address(addressSlots + slot * Int(CPEERWAY_ADDRESS_SLOT), 4, ipBytes, c.endpoint.port)
+        for (t, target) in targets.enumerated() {
+            guard case .v4(let serverIP) = target.endpoint.ip else { continue }
+            var ipBytes = [UInt8](repeating: 0, count: 4)
+            for b in 0..<4 { ipBytes[b] = UInt8(truncatingIfNeeded: serverIP >> (24 - 8 * UInt32(b))) }
+            for slot in 0..<CheckpointLoadConfiguration.batch {
+                cpeerway_write_address(addressSlot(target: t, slot: slot), 4, ipBytes, target.endpoint.port)
+            }
         }
+    }
+
+    /// Destination slot `slot` of target `t`'s batch.
+    func addressSlot(target t: Int, slot: Int) -> UnsafeMutableRawPointer {
+        addressSlots + (t * CheckpointLoadConfiguration.batch + slot) * Int(CPEERWAY_ADDRESS_SLOT)
+    }
+
+    /// A fresh handshake with the supernode socket `s` registers with.
+    func initiator(forSocket s: Int) -> ControlHandshakeInitiator {
+        ControlHandshakeInitiator(checkpointKey: targets[socketTarget[s]].address.publicKey)
     }
 
     /// Closes the sockets and frees the buffers.
@@ -278,9 +318,8 @@ struct CheckpointLoad {
 
     /// Queues a datagram from socket `s`; batches go out per socket with sendmmsg.
     mutating func stage(_ s: Int, _ bytes: ByteBuffer) {
-        let fd = fds[s]
-        if staged > 0 && (stagedFD != fd || staged == CheckpointLoadConfiguration.batch) { flush() }
-        stagedFD = fd
+        if staged > 0 && (stagedSocket != s || staged == CheckpointLoadConfiguration.batch) { flush() }
+        stagedSocket = s
         guard bytes.readableBytes <= sendSlot else { result.sendFailures += 1; return }
         let slot = sendBuffers + staged * sendSlot
         bytes.withUnsafeReadableBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -291,7 +330,8 @@ struct CheckpointLoad {
     mutating func flush() {
         guard staged > 0 else { return }
         var offset = 0
-        let fd = stagedFD, buffers = sendBuffers, slot = sendSlot, addresses = addressSlots, count = staged
+        let fd = fds[stagedSocket], buffers = sendBuffers, slot = sendSlot, count = staged
+        let addresses = addressSlot(target: socketTarget[stagedSocket], slot: 0)
         while offset < staged {
             let sent = sendLengths.withUnsafeBufferPointer { lengths in
                 cpeerway_send_to_batch(fd, buffers + offset * slot, slot, lengths.baseAddress! + offset,
@@ -363,7 +403,7 @@ struct CheckpointLoad {
             hsPeer[s] = Int32(p)
             hsStage[s] = 1
             hsTries[s] = 0
-            hsInitiator[s] = ControlHandshakeInitiator(checkpointKey: checkpointKey.publicKey)
+            hsInitiator[s] = initiator(forSocket: s)
             activeHandshakes += 1
             sendHello(s, now: now)
         }
@@ -408,7 +448,7 @@ struct CheckpointLoad {
                 hsStage[s] = 1
                 hsTries[s] = 0
                 hsRegister[s] = nil
-                hsInitiator[s] = ControlHandshakeInitiator(checkpointKey: checkpointKey.publicKey)
+                hsInitiator[s] = initiator(forSocket: s)
                 sendHello(s, now: now)
             } else if hsStage[s] == 3, let plain = hsRegister[s] {
                 result.registerRetransmits += 1

@@ -103,10 +103,14 @@ extension CheckpointLoad {
             send(.ack, id: envelope.id, peer: p)
         case .messageOutcome(let outcome):
             messageAnswered(peer: p, id: envelope.id, outcome: outcome, now: now)
+        case .lookupResult, .searchResult:
+            queryAnswered(id: envelope.id, frame: envelope.frame, now: now)
         case .error(let failure):
             result.errors["\(failure.code)", default: 0] += 1
             if envelope.id & CheckpointLoadConfiguration.messageTag != 0 {
                 messageRefused(peer: p, id: envelope.id)
+            } else if CheckpointLoadQueries.isQuery(envelope.id) {
+                queryRefused(id: envelope.id)
             } else if envelope.id == CheckpointLoadConfiguration.registerID, hsPeer[s] == p32, hsStage[s] == 3,
                       failure.code != .rateLimited {
                 peerPhase[p] = 3
@@ -153,10 +157,32 @@ extension CheckpointLoad {
         nextMessageID = Array(repeating: 1, count: pairs)
     }
 
-    func sender(_ i: Int) -> Int { 2 * i * pairStride }
-    func recipient(_ i: Int) -> Int { (2 * i + 1) * pairStride }
+    /// Uses these pairs (sender i sends to recipient i; senders distinct) instead of the default
+    /// layout, with `c.window` messages in flight each; counters and latencies start from zero.
+    mutating func usePairs(senders: [Int], recipients: [Int]) {
+        precondition(senders.count == recipients.count, "one recipient per sender")
+        var index: [Int: Int] = [:]
+        for (i, p) in senders.enumerated() { index[p] = i }
+        precondition(index.count == senders.count, "senders must be distinct")
+        pairList = CheckpointLoadPairs(senders: senders, recipients: recipients, pairOfSender: index)
+        pairs = senders.count
+        messageSentAt = Array(repeating: 0, count: pairs * c.window)
+        messageIDOf = Array(repeating: 0, count: pairs * c.window)
+        if nextMessageID.count < pairs { nextMessageID = Array(repeating: 1, count: pairs) }
+        messageLatencies = []
+        messagesSent = 0
+        messagesDelivered = 0
+        messagesFailed = 0
+        messagesTimedOut = 0
+        messagesRefused = 0
+        messageCursor = 0
+    }
+
+    func sender(_ i: Int) -> Int { pairList?.senders[i] ?? 2 * i * pairStride }
+    func recipient(_ i: Int) -> Int { pairList?.recipients[i] ?? (2 * i + 1) * pairStride }
 
     func pair(ofSender p: Int) -> Int? {
+        if let pairList { return pairList.pairOfSender[p] }
         guard p % (2 * pairStride) == 0 else { return nil }
         let i = p / (2 * pairStride)
         return i < pairs ? i : nil
