@@ -18,6 +18,8 @@ struct ClusterMeshTests {
             var changes: [(peer: [UInt8], up: Bool)] = []
             var logs: [String] = []
             var lastReceive: ContinuousClock.Instant?
+            /// Keys of unlisted supernodes that dialed in (`onStranger`).
+            var strangers: [[UInt8]] = []
         }
         let seen = NIOLockedValueBox(Seen())
 
@@ -27,6 +29,7 @@ struct ClusterMeshTests {
         var changeCount: Int { seen.withLockedValue { $0.changes.count } }
         var logs: [String] { seen.withLockedValue { $0.logs } }
         var lastReceive: ContinuousClock.Instant? { seen.withLockedValue { $0.lastReceive } }
+        var strangers: [[UInt8]] { seen.withLockedValue { $0.strangers } }
     }
 
     /// A log handler keeping "message reason" lines (notice and above) for the assertions.
@@ -77,6 +80,7 @@ struct ClusterMeshTests {
                 }
             },
             onLinkChange: { peer, up in recorder.seen.withLockedValue { $0.changes.append((peer, up)) } },
+            onStranger: { peer in recorder.seen.withLockedValue { $0.strangers.append(peer) } },
             group: group)
         let address = try await mesh.start()
         #expect(address.port != 0)
@@ -193,6 +197,9 @@ struct ClusterMeshTests {
             }
             try await Task.sleep(for: .milliseconds(300))
             #expect(outsider.mesh.connectedPeers.isEmpty)
+            // Each refusal told the owner, who may read the membership again (SupernodeCluster does).
+            #expect(a.recorder.strangers.contains(outsider.pub) && b.recorder.strangers.contains(outsider.pub))
+            #expect(!a.recorder.strangers.contains(b.pub), "a listed member is no stranger")
             #expect(outsider.recorder.changeCount == 0)
             #expect(a.recorder.changes(outsider.pub).isEmpty && b.recorder.changes(outsider.pub).isEmpty)
             #expect(!outsider.mesh.send(ByteBuffer(string: "inject"), to: a.pub))

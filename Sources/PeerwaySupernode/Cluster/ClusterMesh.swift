@@ -41,6 +41,7 @@ public final class ClusterMesh: Sendable {
     private let loop: any EventLoop
     private let onReceive: @Sendable ([UInt8], ByteBuffer) -> Void
     private let onLinkChange: @Sendable ([UInt8], Bool) -> Void
+    private let onStranger: (@Sendable ([UInt8]) -> Void)?
     private let state = NIOLockedValueBox(State())
 
     private struct Dial {
@@ -75,10 +76,14 @@ public final class ClusterMesh: Sendable {
     ///     event loop: hand off quickly.
     ///   - onLinkChange: `true` once a link's handshake completed, `false` once when an up link
     ///     closed for any reason (also on `stop()`).
+    ///   - onStranger: a supernode not (yet) listed dialed in and was refused: the owner may read
+    ///     the membership again at once rather than at its next refresh (a member that just
+    ///     joined is then linked on the dialer's next attempt, not a refresh period later).
     ///   - group: where the mesh's event loop comes from.
     public init(key: SupernodeKey, listen: STUNAddress, logger: Logger,
                 onReceive: @escaping @Sendable (_ from: [UInt8], _ payload: ByteBuffer) -> Void,
                 onLinkChange: @escaping @Sendable (_ peer: [UInt8], _ up: Bool) -> Void,
+                onStranger: (@Sendable (_ peer: [UInt8]) -> Void)? = nil,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.key = key
         localKey = Array(key.publicKey.rawRepresentation)
@@ -88,6 +93,7 @@ public final class ClusterMesh: Sendable {
         self.logger = logger
         self.onReceive = onReceive
         self.onLinkChange = onLinkChange
+        self.onStranger = onStranger
         loop = group.next()
     }
 
@@ -228,7 +234,13 @@ public final class ClusterMesh: Sendable {
 
     /// Whether an inbound hello from `peer` may proceed: a listed key that dials us (smaller than ours).
     private func admits(_ peer: [UInt8]) -> Bool {
-        state.withLockedValue { s in !s.stopped && s.members[peer] != nil && peer.lexicographicallyPrecedes(localKey) }
+        let (admitted, stranger) = state.withLockedValue { s -> (Bool, Bool) in
+            guard !s.stopped else { return (false, false) }
+            let listed = s.members[peer] != nil
+            return (listed && peer.lexicographicallyPrecedes(localKey), !listed)
+        }
+        if stranger { onStranger?(peer) }
+        return admitted
     }
 
     /// Builds a connection's pipeline (in the channel initializer, on the loop).

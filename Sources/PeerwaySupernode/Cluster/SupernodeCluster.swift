@@ -34,6 +34,8 @@ extension ClusterLimits {
     public static let relayKeyName = "relay-token-key"
     /// Heartbeats between two sweeps of long-dead members' rows (`forgetDeadAfterSeconds`).
     public static let forgetDeadEveryBeats = 300
+    /// Least time between two membership reads caused by unknown supernodes dialing in.
+    public static let strangerRefreshMillis = 500
     /// Default port of the mesh listener (other supernodes dial it).
     public static let defaultLinkPort: UInt16 = 7402
 }
@@ -89,6 +91,7 @@ public final class SupernodeCluster: Sendable {
         var status = ClusterStatus()
         var me: ClusterMember?
         var stopped = false
+        var lastStrangerRefresh: ContinuousClock.Instant?
     }
 
     /// Opens the membership database and reads the shared relay key (created by the first
@@ -140,7 +143,8 @@ public final class SupernodeCluster: Sendable {
         let bridge = self.bridge
         let mesh = ClusterMesh(key: key, listen: configuration.linkListen, logger: logger,
                                onReceive: { from, payload in bridge.receive(payload, from: from) },
-                               onLinkChange: { peer, up in bridge.linkChanged(peer, up: up) })
+                               onLinkChange: { peer, up in bridge.linkChanged(peer, up: up) },
+                               onStranger: { [weak self] _ in self?.strangerDialed(relays: relays) })
         let bound = try await mesh.start()
         bridge.connect(.init(send: { bytes, to in mesh.send(bytes, to: to) }, broadcast: { bytes in _ = mesh.broadcast(bytes) }))
         let link = STUNAddress.hostPort(configuration.advertisedHost ?? bound.ipString, bound.port)
@@ -242,6 +246,20 @@ public final class SupernodeCluster: Sendable {
             return RelayLoad(id: m.address, endpoint: m.relayUDP ?? "", tcpEndpoint: m.relayTCP, allocations: m.relayAllocations,
                              capacity: 2 * RelayLimits.maximumAllocations, bytesPerSecond: 0)
         })
+    }
+
+    /// A supernode not in our list dialed in (it probably joined since our last refresh): read
+    /// the membership now, at most once per `strangerRefreshMillis`.
+    private func strangerDialed(relays: SupernodeRelays?) {
+        let now = ContinuousClock.now
+        let mesh = state.withLockedValue { s -> ClusterMesh? in
+            guard !s.stopped, let mesh = s.mesh,
+                  s.lastStrangerRefresh.map({ now - $0 >= .milliseconds(ClusterLimits.strangerRefreshMillis) }) ?? true else { return nil }
+            s.lastStrangerRefresh = now
+            return mesh
+        }
+        guard let mesh else { return }
+        Task { await self.refresh(mesh: mesh, relays: relays) }
     }
 
     private func unavailable(_ error: Error) {
