@@ -109,12 +109,17 @@ final class TunnelPump: @unchecked Sendable {
                 let n = buffer.withUnsafeMutableBytes { recv(app.fd, $0.baseAddress, mode == .stream ? Self.streamChunkBytes : $0.count, 0) }
                 if n <= 0 { return }  // the application closed its end
                 fromApp += 1
-                let payload = UnsafeRawBufferPointer(start: buffer, count: n)
-                switch mode {
-                case .datagram: writeNetwork(crypto.sealDatagram(payload))
-                case .stream, .datagramsOverStream: writeNetwork(crypto.sealStream(payload))
-                case .rawDatagramsOverStream: writeNetwork([UInt8(n >> 8), UInt8(n & 0xFF)] + Array(payload))
+                // The bytes are read inside withUnsafeBytes: a pointer to an array is only
+                // valid there.
+                let record: [UInt8] = buffer.withUnsafeBytes { all in
+                    let payload = UnsafeRawBufferPointer(rebasing: all[..<n])
+                    switch mode {
+                    case .datagram: return crypto.sealDatagram(payload)
+                    case .stream, .datagramsOverStream: return crypto.sealStream(payload)
+                    case .rawDatagramsOverStream: return [UInt8(n >> 8), UInt8(n & 0xFF)] + Array(payload)
+                    }
                 }
+                writeNetwork(record)
                 lastSent = Date()
             }
             if entries[1].revents != 0 {
@@ -123,8 +128,8 @@ final class TunnelPump: @unchecked Sendable {
                 if n <= 0 && mode != .datagram { return }
                 if n <= 0 { continue }
                 fromNetwork += 1
-                let bytes = UnsafeRawBufferPointer(start: buffer, count: n)
-                if !handleNetwork(bytes) { return }
+                let handled = buffer.withUnsafeBytes { handleNetwork(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+                if !handled { return }
             }
             if mode == .datagram && Date().timeIntervalSince(lastSent) >= Double(Self.keepaliveSeconds) {
                 writeNetwork(crypto.keepaliveDatagram())
