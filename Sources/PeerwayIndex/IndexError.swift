@@ -44,6 +44,9 @@ public enum IndexError: Error, Hashable, Sendable, CustomStringConvertible {
     // The store itself.
     case storage(String)
     case closed
+    /// The store's database does not answer (PostgreSQL stopped or out of reach); calls work
+    /// again once it does. The text says why, for the person who asked.
+    case unreachable(String)
 
     public var description: String {
         switch self {
@@ -111,6 +114,8 @@ public enum IndexError: Error, Hashable, Sendable, CustomStringConvertible {
             return "index storage failed: \(why)"
         case .closed:
             return "the index store is closed"
+        case .unreachable(let why):
+            return "the INDEX database is unreachable (\(why)); everything but the INDEX keeps working: try again in a minute"
         }
     }
 }

@@ -151,7 +151,7 @@ public final class PostgresIndexStore: SQLIndexStore, @unchecked Sendable {
 
     static func migrate(_ driver: PostgresDriver) async throws {
         let now = Date().milliseconds
-        try await driver.write { db in
+        try await driver.write(waitMillis: PostgresIndexLimits.openWaitMillis) { db in
             _ = try db.rows("SELECT pg_advisory_xact_lock(?)", [.integer(migrationLock)])
             try db.execute("""
                 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -167,68 +167,6 @@ public final class PostgresIndexStore: SQLIndexStore, @unchecked Sendable {
                                [.integer(migration.version), .text(migration.name), .integer(now)])
             }
         }
-    }
-}
-
-/// Runs the engine's synchronous transactions on pooled PostgreSQL connections: each runs on a
-/// thread of its own pool (never on an event loop or the concurrency pool), waiting for each
-/// statement's answer.
-final class PostgresDriver: SQLDriver, Sendable {
-    let client: PostgresClient
-    let threads: NIOThreadPool
-    let logger: Logger
-    let running: Task<Void, Never>
-
-    init(configuration: PostgresClient.Configuration, threads count: Int, logger: Logger) {
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        self.client = client
-        self.logger = logger
-        threads = NIOThreadPool(numberOfThreads: count)
-        threads.start()
-        running = Task { await client.run() }
-    }
-
-    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
-        try await transaction(readOnly: false, body)
-    }
-
-    func read<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
-        try await transaction(readOnly: true, body)
-    }
-
-    private func transaction<T: Sendable>(readOnly: Bool, _ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
-        let logger = self.logger
-        let threads = self.threads
-        return try await client.withConnection { connection in
-            try await threads.runIfActive {
-                let db = PostgresSQLConnection(connection: connection, logger: logger)
-                try db.execute(readOnly ? "BEGIN READ ONLY" : "BEGIN", [])
-                do {
-                    let result = try body(db)
-                    try db.execute("COMMIT", [])
-                    return result
-                } catch {
-                    _ = try? db.execute("ROLLBACK", [])
-                    throw error
-                }
-            }
-        }
-    }
-
-    /// Runs `body` outside any transaction (for statements PostgreSQL refuses inside one, such as
-    /// CREATE DATABASE).
-    func withoutTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
-        let logger = self.logger
-        let threads = self.threads
-        return try await client.withConnection { connection in
-            try await threads.runIfActive { try body(PostgresSQLConnection(connection: connection, logger: logger)) }
-        }
-    }
-
-    func close() async {
-        running.cancel()
-        await running.value
-        try? await threads.shutdownGracefully()
     }
 }
 

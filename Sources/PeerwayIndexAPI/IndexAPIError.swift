@@ -125,6 +125,7 @@ public struct IndexAPIError: Error, Hashable, Sendable, CustomStringConvertible,
         case .tooManyInvitations: self.init(status: 422, code: "too_many_invitations", message: message)
         case .storage: self.init(status: 503, code: "storage", message: message)
         case .closed: self.init(status: 503, code: "closed", message: message)
+        case .unreachable: self.init(status: 503, code: "unavailable", message: message)
         }
     }
 
@@ -137,7 +138,7 @@ public struct IndexAPIError: Error, Hashable, Sendable, CustomStringConvertible,
         ("bad_credentials", 403), ("rate_limited", 429), ("not_your_record", 403), ("not_network_manager", 403),
         ("not_network_owner", 403), ("invite_only", 403), ("owner_cannot_leave", 403), ("cannot_remove_owner", 403),
         ("admin_cannot_manage_admin", 403), ("owns_networks", 403), ("too_many_networks", 422), ("too_many_members", 422),
-        ("too_many_invitations", 422), ("storage", 503), ("closed", 503),
+        ("too_many_invitations", 422), ("storage", 503), ("closed", 503), ("unavailable", 503),
     ]
 }
 
@@ -169,6 +170,7 @@ struct IndexAPIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case let error as IndexAPIError: return error
         case let error as IndexError:
             if case .storage = error { logger.error("index storage failed", metadata: ["error": "\(error)"]) }
+            if case .unreachable = error { logger.warning("index database unreachable", metadata: ["error": "\(error)"]) }
             return IndexAPIError(error)
         case let error as HTTPError:
             if error.status.code == 400, let message = error.body { return .invalidJSON(message) }

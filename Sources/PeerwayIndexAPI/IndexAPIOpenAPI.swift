@@ -154,7 +154,7 @@ enum IndexAPIOpenAPI {
         413: ("BodyTooLarge", "The body is larger than \(IndexAPILimits.maximumBodyBytes) bytes (`body_too_large`)."),
         422: ("LimitReached", "An INDEX limit is reached: `too_many_networks` (\(IndexLimits.maximumNetworksPerUser) per user), `too_many_members` (\(IndexLimits.maximumMembersPerNetwork) per network), `too_many_invitations` (\(IndexLimits.maximumInvitationsPerNetwork) pending per network)."),
         429: ("RateLimited", "Rate limited (`rate_limited`); `Retry-After` says how many seconds to wait."),
-        503: ("Unavailable", "The INDEX storage failed (`storage`) or is closed (`closed`)."),
+        503: ("Unavailable", "The INDEX storage failed (`storage`), is closed (`closed`) or its database does not answer (`unavailable`: try again later)."),
     ]
 
     static func components() -> Object {

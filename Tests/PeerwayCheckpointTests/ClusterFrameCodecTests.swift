@@ -25,7 +25,8 @@ struct ClusterFrameCodecTests {
         .pushOutcome(id: 42, outcome: .delivered),
         .pushOutcome(id: 1, outcome: .timedOut),
         .forward(from: a, observed: v4, frame: .answerConnect(ConnectDecision(peer: b, requestID: 3, accepted: true, reason: ""))),
-        .index(.loggedIn(peer: a, user: alice)),
+        .index(.loggedIn(peer: a, user: alice, networks: [])),
+        .index(.loggedIn(peer: b, user: alice, networks: [0x0102, -1])),
         .index(.loggedOut(peer: b)),
         .index(.joined(user: alice, network: lab)),
         .index(.left(user: ClusterIndexName(id: .max, name: String(repeating: "u", count: IndexWireLimits.maximumNameBytes)), network: lab)),
@@ -68,6 +69,9 @@ struct ClusterFrameCodecTests {
 
     @Test("golden bytes of INDEX events")
     func goldenIndex() {
+        // kind 7, event 1 (loggedIn): the peer, user id(8) name(1+5), count(2), network ids(8 each).
+        #expect(Array(Self.bytes(.index(.loggedIn(peer: Self.a, user: Self.alice, networks: [2]))).readableBytesView)
+                == [7, 1] + (1...16).map { UInt8($0) } + [0, 0, 0, 0, 0, 0, 0, 1, 5] + Array("alice".utf8) + [0, 1, 0, 0, 0, 0, 0, 0, 0, 2])
         // kind 7, event 2 (loggedOut), the peer.
         #expect(Array(Self.bytes(.index(.loggedOut(peer: Self.a))).readableBytesView) == [7, 2] + (1...16).map { UInt8($0) })
         // kind 7, event 3 (joined): user id(8) name(1+5), network id(8) name(1+3).

@@ -25,6 +25,7 @@ struct IndexAPIErrorTests {
             (.cannotRemoveOwner(n), 403), (.adminCannotManageAdmin(network: n, user: u), 403), (.ownsNetworks(user: u, count: 1), 403),
             (.tooManyNetworks(user: u, limit: 1), 422), (.tooManyMembers(network: n, limit: 1), 422),
             (.tooManyInvitations(network: n, limit: 1), 422), (.storage("disk"), 503), (.closed, 503),
+            (.unreachable("no answer"), 503),
         ]
     }()
 

@@ -23,9 +23,15 @@ extension IndexError {
             return .forbidden
         case .tooManyNetworks, .tooManyMembers, .tooManyInvitations:
             return .limitReached
-        case .storage, .closed:
+        case .storage, .closed, .unreachable:
             return .unavailable
         }
+    }
+
+    /// Whether the store's database did not answer (the call may work later as it is).
+    public var isUnreachable: Bool {
+        if case .unreachable = self { return true }
+        return false
     }
 
     /// The user and network ids the description names.

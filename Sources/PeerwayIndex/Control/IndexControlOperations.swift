@@ -17,15 +17,18 @@ extension IndexControlService {
             _ = try await store.login(user: user.id, peer: peer)
             dropWatches(of: peer)
             notifications += await attach(peer, to: user.id)
-            cluster.append(.loggedIn(peer: peer, user: Self.named(user)))
+            cluster.append(.loggedIn(peer: peer, user: Self.named(user), networks: []))
             return .user(entry(user))
 
         case .login(let username, let password):
             let user = try await verify(username, password, source: context.source)
+            // The networks now: the other supernodes announce the login there and nowhere else.
+            let networks = try await store.networks(of: user.id, after: nil, limit: IndexLimits.maximumNetworksPerUser).items
             _ = try await store.login(user: user.id, peer: peer)
             if userOfOnlinePeer[peer] != user.id { dropWatches(of: peer) }
             notifications += await attach(peer, to: user.id)
-            cluster.append(.loggedIn(peer: peer, user: Self.named(user)))
+            cluster.append(.loggedIn(peer: peer, user: Self.named(user),
+                                     networks: networks.prefix(ClusterFrameLimits.maximumNetworksPerIndexEvent).map(\.network.rawValue)))
             return .user(entry(user))
 
         case .logout:
@@ -55,7 +58,7 @@ extension IndexControlService {
             let peers = onlinePeers(of: me.id)
             // Read before they go with the account: the other supernodes' watchers may watch any of them.
             let memberships = try await store.networks(of: me.id, after: nil, limit: IndexLimits.maximumNetworksPerUser).items.map(\.network)
-            let networks = await watched(memberships)
+            let networks = watched(memberships)
             try await store.deleteUser(me.id, by: .user(me.id))
             // Its peers are logged out with it: their watches end, watchers see them go.
             for p in peers {
@@ -134,8 +137,7 @@ extension IndexControlService {
                 guard watching[peer, default: []].count < IndexControlLimits.maximumWatchedNetworksPerPeer else {
                     throw .tooManyNetworks(user: me.id, limit: IndexControlLimits.maximumWatchedNetworksPerPeer)
                 }
-                watching[peer, default: []].insert(network.id)
-                watchers[network.id, default: []].insert(peer)
+                watch(network, by: peer)
             }
             return first
 

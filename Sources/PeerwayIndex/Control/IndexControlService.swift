@@ -59,6 +59,9 @@ public enum IndexControlLimits {
     /// Online peers whose login could not be read (the store did not answer) kept for `resync`;
     /// past it, `resync` reads every online peer's login instead.
     public static let maximumUnresolvedPeers = 100_000
+    /// Peers whose online or offline change the watchers could not be told (the store did not
+    /// answer) kept for `resync`; past it, further changes go untold.
+    public static let maximumUnannouncedPeers = 100_000
 }
 
 /// The INDEX as peers reach it through their control channel: operations on behalf of the user a
@@ -86,11 +89,16 @@ public actor IndexControlService {
     public nonisolated let presence: IndexPresenceTable
     var watchers: [NetworkID: Set<PeerID>] = [:]
     var watching: [PeerID: Set<NetworkID>] = [:]
+    /// The names of the networks in `watchers`.
+    var watchedNames: [NetworkID: String] = [:]
     var names: [UserID: String] = [:]
     /// Online peers whose login is unknown (the store did not answer when they came online).
     var unresolved: Set<PeerID> = []
     /// Every online peer's login must be read again (`resync`).
     var fullResyncDue = false
+    /// Changes the watchers could not be told (the store did not say which networks, or the
+    /// user's name): the latest one per peer, announced by `resync` if still true then.
+    var unannounced: [PeerID: (user: UserID, online: Bool)] = [:]
     /// While `resync` reads logins: the peers bound or unbound meanwhile (what it read of them is stale).
     var changedDuringResync: Set<PeerID>?
 
@@ -140,7 +148,8 @@ public actor IndexControlService {
     }
 
     /// The logins of `peers`, one lookup per `IndexLimits.maximumSessionLookup` peers; after the
-    /// first lookup the store does not answer, the rest are not asked for and come back `unread`.
+    /// first lookup the store's database does not answer, the rest are not asked for and come
+    /// back `unread` (another failure leaves the lookup's peers without a login, as if none).
     func logins(of peers: [PeerID]) async -> (users: [PeerID: UserID], unread: Set<PeerID>) {
         var userOf: [PeerID: UserID] = [:]
         var start = 0
@@ -149,7 +158,7 @@ public actor IndexControlService {
             do {
                 for s in try await store.sessions(ofPeers: chunk) { userOf[s.peer] = s.user }
             } catch {
-                return (userOf, Set(peers[start...]))
+                if error.isUnreachable { return (userOf, Set(peers[start...])) }
             }
             start += chunk.count
         }
@@ -159,14 +168,15 @@ public actor IndexControlService {
     /// Peers of `user` online now.
     public func onlinePeers(of user: UserID) -> Set<PeerID> { onlineByUser[user] ?? [] }
 
-    /// Marks `peer` as logged in as `user` (when online) and notifies the user's networks' watchers.
-    func attach(_ peer: PeerID, to user: UserID) async -> [IndexNotification] {
+    /// Marks `peer` as logged in as `user` (when online) and notifies the watchers of `networks`
+    /// (nil: the user's networks now).
+    func attach(_ peer: PeerID, to user: UserID, networks: [NetworkName]? = nil) async -> [IndexNotification] {
         guard presence.isOnline(peer), userOfOnlinePeer[peer] != user else { return [] }
         changedDuringResync?.insert(peer)
         var out = await detach(peer)
         userOfOnlinePeer[peer] = user
         onlineByUser[user, default: []].insert(peer)
-        out += await announce(user: user, peer: peer, online: true, networks: nil)
+        out += await announce(user: user, peer: peer, online: true, networks: networks)
         return out
     }
 
@@ -180,27 +190,44 @@ public actor IndexControlService {
         return await announce(user: user, peer: peer, online: false, networks: networks)
     }
 
-    /// The user's networks that somebody watches.
-    func watchedNetworks(of user: UserID) async -> [NetworkName] {
+    /// The user's networks that somebody watches; nil when the store's database is unreachable.
+    func watchedNetworks(of user: UserID) async -> [NetworkName]? {
         // Nobody watches anything (a supernode just restarted): no need to read the user's networks.
-        guard !watchers.isEmpty, let page = try? await store.networks(of: user, after: nil, limit: IndexLimits.maximumNetworksPerUser) else { return [] }
-        return await watched(page.items.map(\.network))
-    }
-
-    /// Those of `networks` somebody watches here, with their names.
-    func watched(_ networks: [NetworkID]) async -> [NetworkName] {
-        var out: [NetworkName] = []
-        for id in networks where watchers[id]?.isEmpty == false {
-            if let n = try? await store.network(id: id) { out.append(NetworkName(n)) }
+        guard !watchers.isEmpty else { return [] }
+        do {
+            return watched(try await store.networks(of: user, after: nil, limit: IndexLimits.maximumNetworksPerUser).items.map(\.network))
+        } catch {
+            return error.isUnreachable ? nil : []
         }
-        return out
     }
 
-    /// Status pushes for `user`'s `peer` to every watcher of `networks` (nil: all the user's networks).
+    /// Those of `networks` somebody watches here, with their names (read when the watch began:
+    /// names never change).
+    func watched(_ networks: [NetworkID]) -> [NetworkName] {
+        networks.compactMap { id in
+            guard watchers[id]?.isEmpty == false, let name = watchedNames[id] else { return nil }
+            return NetworkName(id: id, name: name)
+        }
+    }
+
+    /// Status pushes for `user`'s `peer` to every watcher of `networks` (nil: all the user's
+    /// networks). When the store does not answer, the change is kept for `resync` to announce.
     func announce(user: UserID, peer: PeerID, online: Bool, networks: [NetworkName]?) async -> [IndexNotification] {
         var targets = networks ?? []
-        if networks == nil { targets = await watchedNetworks(of: user) }
-        guard !targets.isEmpty, let name = await name(of: user) else { return [] }
+        if networks == nil {
+            guard let watched = await watchedNetworks(of: user) else {
+                keepUnannounced(peer, user: user, online: online)
+                return []
+            }
+            targets = watched
+        }
+        guard !targets.isEmpty else { return [] }
+        let name: String?
+        do { name = try await readName(of: user) } catch {
+            if error.isUnreachable { keepUnannounced(peer, user: user, online: online) }
+            return []
+        }
+        guard let name else { return [] }
         var out: [IndexNotification] = []
         for network in targets {
             for watcher in watchers[network.id] ?? [] where watcher != peer {
@@ -211,11 +238,24 @@ public actor IndexControlService {
         return out
     }
 
+    /// `peer` watches `network` from now on.
+    func watch(_ network: IndexNetwork, by peer: PeerID) {
+        watching[peer, default: []].insert(network.id)
+        watchers[network.id, default: []].insert(peer)
+        watchedNames[network.id] = network.name
+    }
+
     func dropWatches(of peer: PeerID) {
         for network in watching.removeValue(forKey: peer) ?? [] {
             watchers[network]?.remove(peer)
-            if watchers[network]?.isEmpty == true { watchers[network] = nil }
+            forgetIfUnwatched(network)
         }
+    }
+
+    private func forgetIfUnwatched(_ network: NetworkID) {
+        guard watchers[network]?.isEmpty ?? true else { return }
+        watchers[network] = nil
+        watchedNames[network] = nil
     }
 
     func dropWatchers(of network: NetworkID, only peers: Set<PeerID>? = nil) {
@@ -224,13 +264,19 @@ public actor IndexControlService {
             watching[peer]?.remove(network)
             if watching[peer]?.isEmpty == true { watching[peer] = nil }
         }
-        if watchers[network]?.isEmpty == true { watchers[network] = nil }
+        forgetIfUnwatched(network)
     }
 
-    /// The username of `user` (cached: names never change).
+    /// The username of `user` (cached: names never change); nil when there is none, or the
+    /// store did not answer.
     func name(of user: UserID) async -> String? {
+        (try? await readName(of: user)) ?? nil
+    }
+
+    /// The username of `user`, nil when there is none; throws when the store did not answer.
+    func readName(of user: UserID) async throws(IndexError) -> String? {
         if let n = names[user] { return n }
-        guard let u = try? await store.user(id: user) else { return nil }
+        guard let u = try await store.user(id: user) else { return nil }
         remember(u)
         return u.name
     }

@@ -23,7 +23,9 @@ import PeerwaySTUN
  after `linkGraceMillis`; one that hangs is out when its links go idle (`ClusterLinkLimits`) or
  its heartbeat stops. With PostgreSQL unreachable the links and the last member list stay as they
  are (peers keep being served and routed; no new member can join) and `status` says so; it
- recovers by itself on the next heartbeat that goes through.
+ recovers by itself on the next heartbeat that goes through. Then every member's last heartbeat
+ is as old as the outage: those seen before it stay members for `memberTimeoutMillis` more (they
+ heartbeat again meanwhile), so no link is closed and no peer taken offline for it.
 */
 
 extension ClusterLimits {
@@ -92,6 +94,10 @@ public final class SupernodeCluster: Sendable {
         var me: ClusterMember?
         var stopped = false
         var lastStrangerRefresh: ContinuousClock.Instant?
+        /// Just back after an outage of the membership database: until then, members seen before
+        /// it stay members though their last heartbeat is as old as the outage (they beat again
+        /// within a heartbeat or two).
+        var keepMembersUntil: ContinuousClock.Instant?
     }
 
     /// Opens the membership database and reads the shared relay key (created by the first
@@ -220,19 +226,29 @@ public final class SupernodeCluster: Sendable {
     }
 
     private func refresh(mesh: ClusterMesh, relays: SupernodeRelays?) async {
-        let members: [ClusterMember]
-        do { members = try await store.members(timeoutMillis: configuration.memberTimeoutMillis) } catch {
+        let live: [ClusterMember]
+        do { live = try await store.members(timeoutMillis: configuration.memberTimeoutMillis) } catch {
             unavailable(error)
             return
         }
-        let others = members.filter { $0.key != ownKey }
+        let now = ContinuousClock.now
+        let keepFor = Duration.milliseconds(configuration.memberTimeoutMillis)
+        var members = live
         let (before, wasUnavailable) = state.withLockedValue { s -> ([ClusterMember], String?) in
+            if s.status.unavailable != nil { s.keepMembersUntil = now + keepFor }
+            if let until = s.keepMembersUntil, now < until {
+                let listed = Set(members.map(\.key))
+                members = (members + s.status.members.filter { !listed.contains($0.key) }).sorted { $0.key.lexicographicallyPrecedes($1.key) }
+            } else {
+                s.keepMembersUntil = nil
+            }
             defer {
                 s.status.members = members
                 s.status.unavailable = nil
             }
             return (s.status.members, s.status.unavailable)
         }
+        let others = members.filter { $0.key != ownKey }
         if let wasUnavailable { logger.notice("cluster: membership database answers again", metadata: ["was": "\(wasUnavailable)"]) }
         mesh.setMembers(others.map { (key: $0.key, link: $0.link) })
         bridge.membersChanged(others.compactMap { try? SupernodeAddress(parsing: $0.address) })

@@ -1,0 +1,1 @@
+../PeerwayIndexTests/PrivatePostgres.swift
