@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "PeerwayRelay", targets: ["PeerwayRelay"]),
         .library(name: "PeerwayTunnel", targets: ["PeerwayTunnel"]),
         .library(name: "PeerwayLab", targets: ["PeerwayLab"]),
+        .library(name: "PeerwayPortMap", targets: ["PeerwayPortMap"]),
         .executable(name: "peerway", targets: ["peerway"]),
     ],
     dependencies: [
@@ -47,6 +48,15 @@ let package = Package(
         ),
         .target(
             name: "PeerwayNetcheck",
+            dependencies: [
+                "PeerwaySTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // Port mapping on the home router: PCP, NAT-PMP and UPnP-IGD codecs and the mapping's state
+        // machine (pure; the sockets are in Peerway's PortMapper).
+        .target(
+            name: "PeerwayPortMap",
             dependencies: [
                 "PeerwaySTUN",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -103,6 +113,7 @@ let package = Package(
                 "PeerwaySTUN",
                 "PeerwayCheckpoint",
                 "PeerwayNetcheck",
+                "PeerwayPortMap",
                 "PeerwayRelay",
                 "PeerwayTunnel",
                 "CPeerwayLinux",
@@ -153,6 +164,7 @@ let package = Package(
                 "PeerwayNetcheck",
                 "PeerwayCheckpoint",
                 "PeerwayLab",
+                "PeerwayPortMap",
                 "PeerwayRelay",
                 "PeerwayTunnel",
                 "PeerwayIndex",
@@ -206,6 +218,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PeerwayLabTests", dependencies: ["PeerwayLab"]),
+        .testTarget(
+            name: "PeerwayPortMapTests",
+            dependencies: ["PeerwayPortMap", "PeerwaySTUN", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(name: "PeerwayIndexTests", dependencies: ["PeerwayIndex", "PeerwayCheckpoint", "PeerwaySupernode"]),
         .testTarget(
             name: "PeerwayIndexAPITests",

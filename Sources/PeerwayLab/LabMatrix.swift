@@ -78,6 +78,9 @@ public enum LabMatrix {
         case .symmetricSequential: "ss"
         case .cgnat: "cg"
         case .udpBlocked: "ub"
+        case .tcp443Only: "t4"
+        case .proxyOnly: "px"
+        case .symmetricUPnP: "su"
         }
     }
 
@@ -126,6 +129,8 @@ public enum LabMatrix {
     ///   while the other sprays: with both sides re-mapping per destination, every probe opens a
     ///   hole for a port pair that no probe from the other side uses. Only the relay works.
     /// - any pair with `udp-blocked`: no UDP leaves that site at all.
+    /// `symmetric-upnp` is symmetric too, but its peers map a port on the router (miniupnpd) and
+    /// offer it: the other side punches the mapping, so every pair with it goes direct.
     ///
     /// Two hosts behind the same NAT are always direct: their host candidates meet on the shared
     /// LAN, which no NAT rule touches (`udp-blocked` filters only what it forwards to its WAN).
@@ -135,7 +140,7 @@ public enum LabMatrix {
     public static func directExpected(_ a: LabPreset, _ b: LabPreset, _ transport: LabMatrixTransport, sameNAT: Bool = false) -> Bool {
         guard transport == .udp else { return false }
         if sameNAT { return true }
-        if a == .udpBlocked || b == .udpBlocked { return false }
+        if a.blocksUDP || b.blocksUDP { return false }
         let randomPerDestination: Set<LabPreset> = [.symmetric]
         let perDestination: Set<LabPreset> = [.symmetric, .symmetricSequential]
         let both = perDestination.contains(a) && perDestination.contains(b)

@@ -12,6 +12,8 @@ public enum LabStep: Hashable, Sendable, CustomStringConvertible {
     /// Delay every packet in and out of `device` in `namespace` by `milliseconds`: start a
     /// `peerway lab delay-queue` there, then queue the device's packets to it with iptables NFQUEUE.
     case delay(namespace: String, device: String, milliseconds: Int)
+    /// Start an HTTP proxy (tinyproxy, `LabProxy`) with `configuration` in `namespace`.
+    case proxy(namespace: String, configuration: String)
 
     public var description: String {
         switch self {
@@ -20,6 +22,7 @@ public enum LabStep: Hashable, Sendable, CustomStringConvertible {
         case .sysctlIfPresent(let ns, let key, let value): "ip netns exec \(ns) sysctl -qw \(key)=\(value) (if present)"
         case .nft(let ns, let ruleset): "ip netns exec \(ns) nft -f - <<<'\(ruleset.split(separator: "\n").first ?? "")...'"
         case .delay(let ns, let device, let ms): "ip netns exec \(ns) peerway lab delay-queue --delay \(ms) & (NFQUEUE on \(device), both ways)"
+        case .proxy(let ns, _): "ip netns exec \(ns) \(LabProxy.tool) -d -c CONF &"
         }
     }
 }
@@ -123,7 +126,8 @@ public enum LabPlan {
                 steps.append(.nft(namespace: carrier, ruleset: carrierRules.ruleset))
                 steps.append(.nft(namespace: home, ruleset: homeRules.ruleset))
                 for ns in [carrier, home] { conntrackTimeouts(ns) }
-            case .fullCone, .restrictedCone, .portRestricted, .symmetric, .symmetricSequential, .udpBlocked:
+            case .fullCone, .restrictedCone, .portRestricted, .symmetric, .symmetricSequential, .udpBlocked, .tcp443Only, .proxyOnly,
+                 .symmetricUPnP:
                 let router = site.routerNamespace
                 publicLink(port: "s\(i)", ns: router, eth: LabRouterRules.wan, addresses: [site.wanAddress])
                 lanBridge(ns: router, gateway: site.lanGateway)
@@ -134,7 +138,9 @@ public enum LabPlan {
                 let rules = LabRouterRules(kind: ruleKind(spec.preset), publicAddress: site.wanAddress, lanNetwork: site.lanNetwork,
                                            hairpin: spec.hairpin, udpTimeout: topology.configuration.udpTimeout)
                 steps.append(.nft(namespace: router, ruleset: rules.ruleset))
+                if spec.preset == .symmetricUPnP { steps.append(.nft(namespace: router, ruleset: LabPortMap.miniupnpdTables)) }
                 conntrackTimeouts(router)
+                if spec.preset == .proxyOnly { steps.append(.proxy(namespace: router, configuration: LabProxy.configuration(for: site))) }
             }
         }
         return steps
@@ -147,6 +153,9 @@ public enum LabPlan {
         case .symmetric: .symmetric
         case .symmetricSequential: .symmetricSequential
         case .udpBlocked: .udpBlocked
+        case .tcp443Only: .tcp443Only
+        case .proxyOnly: .proxyOnly
+        case .symmetricUPnP: .symmetricUPnP
         case .portRestricted, .cgnat, .open: .portRestricted
         }
     }

@@ -32,6 +32,24 @@ public struct LabRouterRules: Hashable, Sendable {
     /// How the router maps and filters.
     public enum Kind: Hashable, Sendable {
         case fullCone, restrictedCone, portRestricted, symmetric, symmetricSequential, udpBlocked
+        /// No UDP, TCP to 443 only.
+        case tcp443Only
+        /// Nothing forwarded at all (the router's own proxy makes the connections out).
+        case proxyOnly
+        /// `symmetric` for the LAN, plus what miniupnpd needs (`LabPortMap`): the router's own
+        /// traffic keeps its ports (miniupnpd's STUN check), the STUN pair's answers reach the
+        /// router, and what miniupnpd's mappings forward (destination-NATed) is let through.
+        case symmetricUPnP
+
+        /// The only TCP ports a firewall kind lets out (nil: everything leaves, NAT rules apply).
+        public var allowedTCPPorts: [Int]? {
+            switch self {
+            case .udpBlocked: LabLimits.udpBlockedTCPPorts
+            case .tcp443Only: LabLimits.tcp443OnlyPorts
+            case .proxyOnly: []
+            default: nil
+            }
+        }
     }
 
     public var kind: Kind
@@ -66,7 +84,7 @@ public struct LabRouterRules: Hashable, Sendable {
     /// The ruleset, for `nft -f -` inside the router's namespace.
     public var ruleset: String {
         let wan = Self.wan, lan = Self.lan, p = publicAddress
-        let records = kind != .udpBlocked && (hairpin || kind == .fullCone || kind == .restrictedCone)
+        let records = kind.allowedTCPPorts == nil && (hairpin || kind == .fullCone || kind == .restrictedCone)
         var out: [String] = ["table ip \(Self.table) {"]
         if records {
             let timeout = "flags dynamic,timeout; timeout \(udpTimeout)s;"
@@ -104,7 +122,11 @@ public struct LabRouterRules: Hashable, Sendable {
             let ports = (0..<Self.sequentialPortCount).map { "\($0) : \(Self.sequentialPortBase + $0)" }.joined(separator: ", ")
             out.append("    oifname \"\(wan)\" meta l4proto udp snat ip to \(p) : numgen inc mod \(Self.sequentialPortCount) map { \(ports) }")
         }
-        out.append("    oifname \"\(wan)\" masquerade\(kind == .symmetric ? " fully-random" : "")")
+        if kind == .symmetricUPnP {
+            out.append("    oifname \"\(wan)\" ip saddr \(lanNetwork) masquerade fully-random")
+        } else {
+            out.append("    oifname \"\(wan)\" masquerade\(kind == .symmetric ? " fully-random" : "")")
+        }
         out.append("  }")
 
         if records {
@@ -119,13 +141,15 @@ public struct LabRouterRules: Hashable, Sendable {
         out.append("  chain forward {")
         out.append("    type filter hook forward priority filter; policy drop;")
         out.append("    ct state established,related accept")
-        if kind == .udpBlocked {
-            let ports = LabLimits.udpBlockedTCPPorts.map(String.init).joined(separator: ", ")
-            out.append("    iifname \"\(lan)\" oifname \"\(wan)\" tcp dport { \(ports) } accept")
-            out.append("    iifname \"\(lan)\" oifname \"\(wan)\" icmp type echo-request accept")
+        if let allowed = kind.allowedTCPPorts {
+            let ports = allowed.map(String.init).joined(separator: ", ")
+            if !allowed.isEmpty {
+                out.append("    iifname \"\(lan)\" oifname \"\(wan)\" tcp dport { \(ports) } accept")
+                out.append("    iifname \"\(lan)\" oifname \"\(wan)\" icmp type echo-request accept")
+            }
         } else {
             out.append("    iifname \"\(lan)\" oifname \"\(wan)\" accept")
-            if records { out.append("    ct status dnat accept") }
+            if records || kind == .symmetricUPnP { out.append("    ct status dnat accept") }
         }
         out.append("  }")
 
@@ -136,6 +160,10 @@ public struct LabRouterRules: Hashable, Sendable {
         // punching packet to arrive would move the other side's mapping.
         out.append("  chain input {")
         out.append("    type filter hook input priority filter; policy accept;")
+        if kind == .symmetricUPnP {
+            let stun = [LabLimits.stunPrimary, LabLimits.stunAlternate].compactMap { $0.split(separator: ":").last }.joined(separator: ", ")
+            out.append("    iifname \"\(wan)\" ip saddr \(LabPortMap.stunNetwork) udp sport { \(stun) } accept")
+        }
         out.append("    iifname \"\(wan)\" ct state new drop")
         out.append("  }")
 

@@ -104,6 +104,8 @@ public struct LabRunner: Sendable {
             // NFQUEUE is an xtables target (this kernel has no nftables `queue`): iptables-nft.
             try run("ip", ["netns", "exec", ns, "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", device, "-j", "NFQUEUE", "--queue-num", queue])
             try run("ip", ["netns", "exec", ns, "iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", device, "-j", "NFQUEUE", "--queue-num", queue])
+        case .proxy(let ns, let configuration):
+            try startProxy(namespace: ns, configuration: configuration)
         }
     }
 

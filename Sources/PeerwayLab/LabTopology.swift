@@ -19,8 +19,9 @@
 public enum LabLimits {
     /// The prefix of every namespace the lab creates (`ip netns list | grep ^pw-` finds them all).
     public static let prefix = "pw-"
-    /// At most this many sites (each takes a block of ten public addresses in 203.0.113.0/24).
-    public static let maximumSites = 20
+    /// At most this many sites (each takes a block of ten public addresses in 203.0.113.0/24,
+    /// 203.0.113.(10i+1) to .(10i+8): 24 blocks fit below .255). The matrix has two per preset.
+    public static let maximumSites = 24
     /// At most this many hosts behind one site.
     public static let maximumHostsPerSite = 8
     /// Longest site name (letters, digits and '-').
@@ -39,6 +40,8 @@ public enum LabLimits {
     public static let stunAlternate = "198.51.100.2:3479"
     /// The TCP ports an `udp-blocked` site lets out.
     public static let udpBlockedTCPPorts = [80, 443]
+    /// The one TCP port a `tcp-443-only` site lets out (a corporate or hotel network's HTTPS port).
+    public static let tcp443OnlyPorts = [443]
 }
 
 /// A NAT behaviour, in RFC 4787 terms (see the preset table).
@@ -60,9 +63,18 @@ public enum LabPreset: String, CaseIterable, Codable, Sendable {
     case cgnat
     /// A firewall that only lets TCP to ports 80 and 443 out (and the answers in).
     case udpBlocked = "udp-blocked"
+    /// A firewall that lets nothing out but TCP to port 443 (and the answers in): no UDP at all.
+    case tcp443Only = "tcp-443-only"
+    /// Nothing leaves but through an HTTP proxy on the router (tinyproxy, `CONNECT` to 443 only).
+    case proxyOnly = "proxy-only"
+    /// `symmetric` whose router also runs miniupnpd (UPnP-IGD, NAT-PMP, PCP): symmetric for a
+    /// host that asks nothing, an open port for one that asks (`LabPortMap`).
+    case symmetricUPnP = "symmetric-upnp"
 
     /// Whether the preset translates addresses (and so can hairpin).
     public var maps: Bool { self != .open }
+    /// Whether no UDP leaves the site at all (only some TCP ports do).
+    public var blocksUDP: Bool { self == .udpBlocked || self == .tcp443Only || self == .proxyOnly }
 }
 
 /// One site as given on the command line: `NAME=PRESET[,hairpin][,hosts=N]`.

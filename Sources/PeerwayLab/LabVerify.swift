@@ -20,6 +20,10 @@ public struct LabMeasurement: Hashable, Sendable, Decodable {
     public var error: String?
     /// The TCP ports of `LabTCPCheck.ports` on the public host this host could connect to.
     public var tcpReachable: [UInt16]?
+    /// The ports of `LabTCPCheck.ports` the site's HTTP proxy connected this host to (proxy sites only).
+    public var proxyReachable: [UInt16]?
+    /// What netcheck's port mapping found (`portMapping` in its JSON; nil when not asked or no route).
+    public var portMapping: LabPortMapMeasurement?
 
     public init(mappingBehavior: String? = nil, filteringBehavior: String? = nil, hairpinning: Bool? = nil, portPreserved: Bool? = nil,
                 portAllocation: String? = nil, noNAT: Bool? = nil, mappedAddress: String? = nil, error: String? = nil) {
@@ -55,6 +59,10 @@ public struct LabExpectation: Hashable, Sendable {
     public var hairpinning: Bool?
     /// The TCP ports the host must reach on the public host (checked when measured).
     public var tcpReachable: [UInt16] = LabTCPCheck.ports
+    /// The ports the site's HTTP proxy must let `CONNECT` reach (nil: the site has no proxy).
+    public var proxyReachable: [UInt16]? = nil
+    /// The port mapping protocols the router must speak, with a mapping made (empty: none spoken).
+    public var portMapping: [String] = []
 
     /// The expectation for a site.
     public static func of(_ site: LabSiteSpec) -> LabExpectation {
@@ -66,11 +74,20 @@ public struct LabExpectation: Hashable, Sendable {
         case .portRestricted, .cgnat:
             return LabExpectation(mapping: eim, filtering: apd, noNAT: false, allocation: "preserved", hairpinning: site.hairpin)
         case .symmetric: return LabExpectation(mapping: apd, filtering: apd, noNAT: false, allocation: "random", hairpinning: site.hairpin)
+        case .symmetricUPnP:
+            return LabExpectation(mapping: apd, filtering: apd, noNAT: false, allocation: "random", hairpinning: site.hairpin,
+                                  portMapping: LabPortMapMeasurement.everyProtocol)
         case .symmetricSequential:
             return LabExpectation(mapping: apd, filtering: apd, noNAT: false, allocation: "sequential", hairpinning: site.hairpin)
         case .udpBlocked:
             return LabExpectation(mapping: nil, filtering: nil, noNAT: false, allocation: nil, hairpinning: nil,
                                   tcpReachable: LabLimits.udpBlockedTCPPorts.map(UInt16.init))
+        case .tcp443Only:
+            return LabExpectation(mapping: nil, filtering: nil, noNAT: false, allocation: nil, hairpinning: nil,
+                                  tcpReachable: LabLimits.tcp443OnlyPorts.map(UInt16.init))
+        case .proxyOnly:
+            return LabExpectation(mapping: nil, filtering: nil, noNAT: false, allocation: nil, hairpinning: nil,
+                                  tcpReachable: [], proxyReachable: LabProxy.connectPorts.map(UInt16.init))
         }
     }
 
@@ -80,11 +97,15 @@ public struct LabExpectation: Hashable, Sendable {
         if let reached = m.tcpReachable, reached != tcpReachable {
             tcp.append("TCP reached ports \(reached) of \(LabTCPCheck.ports), expected \(tcpReachable)")
         }
+        if let proxyReachable, m.proxyReachable != proxyReachable {
+            tcp.append("the proxy let CONNECT reach ports \(m.proxyReachable.map { "\($0)" } ?? "none (no answer)") of \(LabTCPCheck.ports), expected \(proxyReachable)")
+        }
         guard mapping != nil else {
             return tcp + (m.error == nil ? ["UDP got through: netcheck answered (mapped \(m.mappedAddress ?? "?"))"] : [])
         }
         var out = tcp
         if let error = m.error { return out + ["netcheck failed: \(error)"] }
+        out += LabPortMapMeasurement.failures(m.portMapping, expected: portMapping)
         if m.mappingBehavior != mapping { out.append("mapping \(m.mappingBehavior ?? "none") != \(mapping ?? "")") }
         if m.filteringBehavior != filtering { out.append("filtering \(m.filteringBehavior ?? "none") != \(filtering ?? "")") }
         if (m.noNAT ?? false) != noNAT { out.append("noNAT \(m.noNAT.map(String.init) ?? "none") != \(noNAT)") }
@@ -130,9 +151,12 @@ public enum LabVerify {
         LabSiteSpec(name: "port-restr-nohp", preset: .portRestricted),
         LabSiteSpec(name: "symmetric", preset: .symmetric),
         LabSiteSpec(name: "symmetric-hp", preset: .symmetric, hairpin: true),
+        LabSiteSpec(name: "symmetric-upnp", preset: .symmetricUPnP),
         LabSiteSpec(name: "sequential", preset: .symmetricSequential),
         LabSiteSpec(name: "cgnat", preset: .cgnat),
         LabSiteSpec(name: "udp-blocked", preset: .udpBlocked),
+        LabSiteSpec(name: "tcp-443-only", preset: .tcp443Only),
+        LabSiteSpec(name: "proxy-only", preset: .proxyOnly),
     ]
     /// netcheck's own `--timeout`, seconds.
     public static let netcheckTimeout = 15
@@ -170,7 +194,7 @@ public enum LabVerify {
             } else if m.noNAT == true {
                 measured = "no NAT (\(short(m.mappingBehavior))M/\(short(m.filteringBehavior))F)"
             } else {
-                measured = "\(short(m.mappingBehavior))M/\(short(m.filteringBehavior))F"
+                measured = "\(short(m.mappingBehavior))M/\(short(m.filteringBehavior))F" + (m.portMapping?.summary ?? "")
             }
             let allocation = m.error != nil ? "-" : (m.portAllocation?.kind ?? "-")
             func yesNo(_ b: Bool?) -> String { b.map { $0 ? "yes" : "no" } ?? "n/a" }
@@ -194,6 +218,7 @@ public enum LabVerify {
         log("building \(topology.namespaces.count) namespaces")
         try LabRunner.up(topology, peerway: peerway)
         try LabRunner.startSTUN(peerway: peerway)
+        try LabPortMap.start(topology)
         log("STUN pair listening on \(LabLimits.stunPrimary) and \(LabLimits.stunAlternate); running netcheck behind every site")
 
         let jobs: [(LabSitePlan, Int)] = topology.sites.flatMap { site in (1...site.spec.hosts).map { (site, $0) } }
@@ -206,6 +231,10 @@ public enum LabVerify {
             let output = (try? netcheck(peerway: peerway, namespace: site.hostNamespace(n))) ?? "netcheck did not run"
             var measurement = LabMeasurement.parse(output)
             measurement.tcpReachable = reachable
+            if let proxy = LabProxy.url(for: site) {
+                measurement.proxyReachable = try? LabTCPCheck.portsThroughProxy(from: site.hostNamespace(n), proxy: proxy,
+                                                                                 to: LabTopology.publicAddresses[0])
+            }
             results.set(index, measurement)
         }
         return jobs.enumerated().map { index, job in

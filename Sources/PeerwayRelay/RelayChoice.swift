@@ -6,6 +6,10 @@ public struct RelayLoad: Hashable, Sendable, Codable, CustomStringConvertible {
     public var endpoint: String
     /// Its TCP address, when it relays over TCP.
     public var tcpEndpoint: String?
+    /// Its supernode's shared TCP address ("IP:PORT": CHECKPOINT's TCP port, which hands relay
+    /// binds to it), when it has one: another way to reach it, for networks that let only that
+    /// port out.
+    public var sharedTCPEndpoint: String?
     /// Allocations it holds now.
     public var allocations: Int
     /// Most allocations it takes: a relay at its capacity is never chosen.
@@ -13,11 +17,12 @@ public struct RelayLoad: Hashable, Sendable, Codable, CustomStringConvertible {
     /// Bytes per second it forwarded lately (both transports).
     public var bytesPerSecond: Double
 
-    public init(id: String, endpoint: String, tcpEndpoint: String? = nil, allocations: Int,
+    public init(id: String, endpoint: String, tcpEndpoint: String? = nil, sharedTCPEndpoint: String? = nil, allocations: Int,
                 capacity: Int = RelayLimits.maximumAllocations, bytesPerSecond: Double) {
         self.id = id
         self.endpoint = endpoint
         self.tcpEndpoint = tcpEndpoint
+        self.sharedTCPEndpoint = sharedTCPEndpoint
         self.allocations = allocations
         self.capacity = capacity
         self.bytesPerSecond = bytesPerSecond

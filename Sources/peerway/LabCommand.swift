@@ -90,6 +90,8 @@ struct LabUp: AsyncParsableCommand {
             let topology = try LabTopology(LabConfiguration(sites: specs, lossPercent: loss, udpTimeout: udpTimeout, delayMilliseconds: delay))
             try LabRunner.up(topology, peerway: LabCommand.selfPath)
             if !noSTUN { try LabRunner.startSTUN(peerway: LabCommand.selfPath) }
+            // miniupnpd (symmetric-upnp routers) checks its public address with the STUN pair.
+            if !noSTUN { try LabPortMap.start(topology) }
             try LabRunner.writeDescription(topology)
             print(LabRunner.describe(topology))
             FileHandle.standardError.write(Data("""

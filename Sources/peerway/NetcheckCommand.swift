@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import Peerway
 import PeerwayNetcheck
+import PeerwayPortMap
 import PeerwaySTUN
 
 /// `peerway netcheck`: what kind of NAT is this host behind, and what does it mean for direct
@@ -16,6 +17,10 @@ struct NetcheckCommand: AsyncParsableCommand {
             mapped address, NAT mapping and filtering behaviour (RFC 4787), hairpinning, port
             preservation and the port allocation pattern. Servers without RFC 5780 support still
             give the mapped address; several servers are also compared with each other.
+
+            It also asks the default gateway which port mapping protocols it speaks (PCP, NAT-PMP,
+            UPnP-IGD), maps a port with the first that works and deletes the mapping again
+            (skipped with --no-port-mapping, and when the STUN server is on loopback).
 
             Examples:
               peerway netcheck
@@ -34,7 +39,17 @@ struct NetcheckCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Stop after this many seconds, reporting what is known.", valueName: "seconds"))
     var timeout: Double = Double(NetcheckLimits.defaultOverallTimeout.nanoseconds) / 1e9
 
+    @Flag(name: .customLong("no-port-mapping"), help: "Do not ask the default gateway for a port mapping.")
+    var noPortMapping = false
+
+    @Option(name: .customLong("port-mapping-protocol"), help: ArgumentHelp(
+        "Ask the gateway with only this protocol (repeatable): pcp, nat-pmp, upnp. Default: all three.", valueName: "protocol"))
+    var portMappingProtocols: [String] = []
+
     func validate() throws {
+        for p in portMappingProtocols where PortMapProtocol(rawValue: p) == nil {
+            throw ValidationError("--port-mapping-protocol \(p): one of pcp, nat-pmp, upnp")
+        }
         guard timeout.isFinite, timeout > 0, timeout <= 600 else {
             throw ValidationError("--timeout \(timeout): expected a number of seconds between 0 and 600")
         }
@@ -43,6 +58,11 @@ struct NetcheckCommand: AsyncParsableCommand {
     func run() async throws {
         let servers = stun.isEmpty ? ["127.0.0.1:3478"] : stun
         let options = NetcheckOptions(timeout: .nanoseconds(Int64(timeout * 1e9)))
+        // A STUN server on loopback means a test on this host: its gateway is not asked.
+        let loopback = servers.contains { $0.hasPrefix("localhost") || (STUNAddress(parsing: $0, defaultPort: 3478)?.isLoopback ?? false) }
+        let mapsPorts = !noPortMapping && !loopback
+        let protocols = portMappingProtocols.isEmpty ? Set(PortMapProtocol.allCases) : Set(portMappingProtocols.compactMap(PortMapProtocol.init))
+        async let portMapping: PortMapReport? = mapsPorts ? PortMapSession.check(protocols: protocols) : nil
         let report: NetcheckReport
         do {
             report = try await Netcheck.run(servers: servers, options: options)
@@ -53,13 +73,31 @@ struct NetcheckCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("peerway netcheck: \(error)\n".utf8))
             throw ExitCode.failure
         }
+        let mapping = await portMapping
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            print(try Self.json(report, portMapping: mapping, asked: mapsPorts))
         } else {
             print(NetcheckText.render(report), terminator: "")
+            if mapsPorts { print(NetcheckText.portMapping(mapping)) }
         }
+    }
+
+    /// The report's JSON with `portMapping` added: the gateway's protocols and the mapping made
+    /// (null when not asked, or when there is no IPv4 default route).
+    static func json(_ report: NetcheckReport, portMapping: PortMapReport?, asked: Bool) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        guard var object = try JSONSerialization.jsonObject(with: encoder.encode(report)) as? [String: Any] else {
+            return String(decoding: try encoder.encode(report), as: UTF8.self)
+        }
+        if let portMapping {
+            object["portMapping"] = try JSONSerialization.jsonObject(with: encoder.encode(portMapping))
+        } else {
+            object["portMapping"] = NSNull()
+        }
+        object["portMappingAsked"] = asked
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self)
     }
 
     private static func jsonLine(_ object: [String: String]) -> String {
@@ -110,6 +148,25 @@ enum NetcheckText {
         lines.append("Notes:")
         for note in r.notes { lines.append("\t- \(note)") }
         lines.append("\t- Took \(NetcheckFormatting.duration(r.duration)).")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The port mapping lines: the gateway's protocols and the mapping made.
+    static func portMapping(_ r: PortMapReport?) -> String {
+        guard let r else { return "Port mapping:\n\t* no IPv4 default route: no gateway to ask\n" }
+        var lines = ["Port mapping:"]
+        let gateway = r.gateway.map { STUNAddress(ip: $0, port: 0).ipString } ?? "?"
+        let spoken = r.spoken.map(\.description).joined(separator: ", ")
+        lines.append("\t* Gateway \(gateway) speaks: " + (spoken.isEmpty ? "none of PCP, NAT-PMP, UPnP-IGD" : spoken))
+        for p in PortMapProtocol.allCases { lines.append("\t* \(p): \(r.probe(p))") }
+        if let m = r.mapping {
+            lines.append("\t* Mapped address: \(m.external) → local port \(m.internalPort) by \(m.protocolUsed), "
+                + (m.lifetimeSeconds == 0 ? "permanent" : "\(m.lifetimeSeconds) s") + " (deleted again)")
+            lines.append("\t* Direct connections: peers can reach this host at a mapping even when the NAT is symmetric")
+        } else {
+            lines.append("\t* Mapped address: none (\(r.failure ?? "no answer in time"))")
+        }
+        lines.append("\t* Took \(r.millis) ms.")
         return lines.joined(separator: "\n") + "\n"
     }
 

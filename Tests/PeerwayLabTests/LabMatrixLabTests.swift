@@ -25,7 +25,7 @@ extension LabVerifyTests {
     @Test("lab matrix: every pair connects over UDP and TCP, direct where possible, easy x symmetric by many-port",
           .timeLimit(.minutes(10)))
     func matrix() throws {
-        guard Self.canRun() else { return }
+        guard Self.canRun([LabProxy.tool: LabProxy.package, LabPortMap.tool: LabPortMap.package]) else { return }
         let started = Date()
         let (status, output) = try Self.peerway(
             ["lab", "matrix", "--transport", "both", "--tries", "2", "--json", "--time-limit", String(Self.matrixTimeLimit)],

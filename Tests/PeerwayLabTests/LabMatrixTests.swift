@@ -4,11 +4,15 @@ import Testing
 
 @Suite("Lab matrix: sites, pairs, expectations, scheduling, tries and the report (no root)")
 struct LabMatrixTests {
-    @Test("16 sites, two per preset, -a with two hosts; the lab accepts them")
+    /// Presets in the matrix, and its pairs: every unordered pair (each with itself), then one same-NAT pair each.
+    static let presets = LabPreset.allCases.count
+    static let pairCount = presets * (presets + 1) / 2 + presets
+
+    @Test("two sites per preset, -a with two hosts; the lab accepts them")
     func sites() throws {
         let sites = LabMatrix.sites
-        #expect(sites.count == 16)
-        #expect(Set(sites.map(\.name)).count == 16)
+        #expect(sites.count == 2 * Self.presets)
+        #expect(Set(sites.map(\.name)).count == 2 * Self.presets)
         for preset in LabPreset.allCases {
             let mine = sites.filter { $0.preset == preset }
             #expect(mine.map(\.name) == LabMatrix.siteNames(preset))
@@ -22,13 +26,13 @@ struct LabMatrixTests {
         #expect(LabMatrix.sites(for: [LabMatrixPair(.symmetric, .open)]).map(\.name) == ["op-a", "op-b", "sy-a", "sy-b"])
     }
 
-    @Test("44 pairs: 36 unordered preset pairs (each with itself) and 8 same-NAT pairs; initiator is the first preset")
+    @Test("every unordered preset pair (each with itself) and a same-NAT pair per preset; initiator is the first preset")
     func pairs() {
         let pairs = LabMatrix.pairs
-        #expect(pairs.count == 44)
-        #expect(Set(pairs).count == 44)
-        #expect(pairs.filter(\.sameNAT).count == 8)
-        #expect(pairs.filter(\.isSelf).count == 8)
+        #expect(pairs.count == Self.pairCount)
+        #expect(Set(pairs).count == Self.pairCount)
+        #expect(pairs.filter(\.sameNAT).count == Self.presets)
+        #expect(pairs.filter(\.isSelf).count == Self.presets)
         #expect(LabMatrixPair(.symmetric, .fullCone) == LabMatrixPair(.fullCone, .symmetric))
         #expect(LabMatrixPair(.symmetric, .fullCone).a == .fullCone)
         #expect(LabMatrixPair(.symmetric, .fullCone).description == "full-cone/symmetric")
@@ -37,12 +41,12 @@ struct LabMatrixTests {
         #expect(LabMatrixPair(.cgnat, .open, sameNAT: true).sameNAT == false)
     }
 
-    @Test("UDP direct is expected except symmetric x symmetric(-sequential) and udp-blocked; same NAT always; TCP never required")
+    @Test("UDP direct is expected except symmetric x symmetric(-sequential) and UDP-blocking presets; same NAT always; TCP never required")
     func directExpectation() {
         let hard: Set<Set<LabPreset>> = [[.symmetric], [.symmetric, .symmetricSequential]]
         for a in LabPreset.allCases {
             for b in LabPreset.allCases {
-                let expected = !(hard.contains([a, b]) || a == .udpBlocked || b == .udpBlocked)
+                let expected = !(hard.contains([a, b]) || a.blocksUDP || b.blocksUDP)
                 #expect(LabMatrix.directExpected(a, b, .udp) == expected, "\(a) x \(b)")
                 #expect(LabMatrix.directExpected(a, b, .tcp) == false)
             }
@@ -51,8 +55,10 @@ struct LabMatrixTests {
         #expect(LabMatrix.directExpected(.symmetricSequential, .symmetricSequential, .udp))
         #expect(LabMatrix.directExpected(.symmetric, .portRestricted, .udp))
         let expectedRows = LabMatrix.pairs.filter { LabMatrix.directExpected($0, .udp) }
-        // 44 pairs, minus sym x sym, sym x seq, and the 7 cross pairs with udp-blocked plus udp-blocked x itself.
-        #expect(expectedRows.count == 44 - 2 - 8)
+        // Every pair, minus sym x sym, sym x seq, and the pairs across NATs with a UDP-blocking preset
+        // (udp-blocked, tcp-443-only, proxy-only: b of them meet n presets, minus the b(b-1)/2 counted twice).
+        let b = LabPreset.allCases.filter(\.blocksUDP).count
+        #expect(expectedRows.count == Self.pairCount - 2 - (b * Self.presets - b * (b - 1) / 2))
     }
 
     @Test("many-port is expected exactly for symmetric against port-restricted and cgnat, over UDP")
@@ -65,9 +71,9 @@ struct LabMatrixTests {
     @Test("--pairs filters by preset, pair, same-NAT; unknown names are refused")
     func filter() throws {
         let all = LabMatrix.pairs
-        #expect(try LabMatrix.filter(all, "symmetric").count == 9)  // 8 across + 1 same-NAT
+        #expect(try LabMatrix.filter(all, "symmetric").count == Self.presets + 1)  // one across per preset + 1 same-NAT
         #expect(try LabMatrix.filter(all, "symmetric/full-cone") == [LabMatrixPair(.fullCone, .symmetric)])
-        #expect(try LabMatrix.filter(all, "same-NAT").count == 8)
+        #expect(try LabMatrix.filter(all, "same-NAT").count == Self.presets)
         #expect(try LabMatrix.filter(all, "cgnat/same-nat") == [LabMatrixPair(.cgnat, .cgnat, sameNAT: true)])
         #expect(try LabMatrix.filter(all, "open/open, udp-blocked/open").count == 2)
         #expect(throws: LabError.self) { try LabMatrix.filter(all, "symetric") }
@@ -99,9 +105,9 @@ struct LabMatrixTests {
             if let first = running.first { scheduler.finish(first) }
         }
         #expect(scheduler.isFinished)
-        #expect(started.count == 44 && Set(started).count == 44)
-        // The first wave: every preset against itself, all 16 sites busy.
-        #expect(waves.first == 8 && started.prefix(8).allSatisfy(\.isSelf))
+        #expect(started.count == Self.pairCount && Set(started).count == Self.pairCount)
+        // The first wave: every preset against itself, every site busy.
+        #expect(waves.first == Self.presets && started.prefix(Self.presets).allSatisfy(\.isSelf))
     }
 
     @Test("same-NAT pairs use hosts 1 and 2 of the -a site; self pairs use both sites")
@@ -133,7 +139,7 @@ struct LabMatrixTests {
 
         let late = LabMatrixExecutor.run(LabMatrixScheduler(pairs: LabMatrix.pairs, sites: LabMatrix.sites),
                                          deadline: Date().addingTimeInterval(-1)) { $0.pair }
-        #expect(late.results.isEmpty && late.skipped.count == 44)
+        #expect(late.results.isEmpty && late.skipped.count == Self.pairCount)
     }
 
     @Test("a try: connect, tunnel, 64 KiB echoed, closed")

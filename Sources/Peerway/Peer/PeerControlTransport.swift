@@ -19,6 +19,9 @@ import PeerwaySTUN
    a new handshake at that supernode               -> undecided again, an open TCP connection
                                                       racing UDP at once; at another supernode
                                                       (failover) -> the old one's TCP closes
+ With an HTTP proxy for the supernode's address (`PeerOptions.proxy`), TCP goes to the proxy and
+ `CONNECT`s to the supernode's TCP port first (`HTTPConnectHandler`); the connection counts as up
+ once the proxy answered 2xx.
 */
 
 extension PeerOptions {
@@ -47,6 +50,8 @@ final class PeerControlTransport: @unchecked Sendable {
 
     private final class Link {
         let tcpAddress: SocketAddress
+        /// The proxy TCP goes through, nil for none.
+        let proxy: HTTPProxy?
         var path: Path = .undecided
         /// Set once TCP is wanted (the fallback fired, or TCP won): keep a connection up.
         var wantsTCP = false
@@ -59,13 +64,18 @@ final class PeerControlTransport: @unchecked Sendable {
         var reconnectTimer: Scheduled<Void>?
         var reconnectDelay = PeerControlLimits.tcpReconnectInitialDelay
 
-        init(tcpAddress: SocketAddress) {
+        init(tcpAddress: SocketAddress, proxy: ProxySetting) {
             self.tcpAddress = tcpAddress
+            self.proxy = proxy.proxy(for: tcpAddress.ipAddress ?? "")
         }
+
+        /// `IP:PORT` of the supernode's TCP port, as `CONNECT` names it.
+        var target: String { STUNAddress.hostPort(tcpAddress.ipAddress ?? "", tcpAddress.port ?? 0) }
     }
 
     private let eventLoop: any EventLoop
     private let fallbackDelay: TimeAmount?
+    private let proxy: ProxySetting
     private var links: [Link]
     private var closed = false
     /// Sends a datagram and takes what arrives over TCP; weak, the driver owns this.
@@ -73,17 +83,20 @@ final class PeerControlTransport: @unchecked Sendable {
     /// TCP connections opened so far (tests, diagnostics).
     private(set) var tcpConnectionsOpened = 0
 
-    /// - Parameter fallbackDelay: `nil`: UDP only.
-    init(eventLoop: any EventLoop, tcpAddresses: [SocketAddress], fallbackDelay: TimeAmount?) {
+    /// - Parameters:
+    ///   - fallbackDelay: `nil`: UDP only.
+    ///   - proxy: the HTTP proxy TCP connections go through (per supernode address).
+    init(eventLoop: any EventLoop, tcpAddresses: [SocketAddress], fallbackDelay: TimeAmount?, proxy: ProxySetting = .none) {
         self.eventLoop = eventLoop
         self.fallbackDelay = fallbackDelay
-        self.links = tcpAddresses.map(Link.init)
+        self.proxy = proxy
+        self.links = tcpAddresses.map { Link(tcpAddress: $0, proxy: proxy) }
     }
 
     /// Adds a supernode (learned from a registration): it gets the next index.
     func addSupernode(tcpAddress: SocketAddress) {
         eventLoop.assertInEventLoop()
-        links.append(Link(tcpAddress: tcpAddress))
+        links.append(Link(tcpAddress: tcpAddress, proxy: proxy))
     }
 
     /// The transport chosen for supernode `index`.
@@ -185,17 +198,32 @@ final class PeerControlTransport: @unchecked Sendable {
         link.generation += 1
         let generation = link.generation
         tcpConnectionsOpened += 1
-        ClientBootstrap(group: eventLoop)
+        let proxy = link.proxy, target = link.target
+        let established = eventLoop.makePromise(of: Void.self)
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(PeerControlLimits.tcpConnectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let proxy {
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectHandler(target: target, proxy: proxy, established: established))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         PeerControlStreamHandler(transport: self, index: index, generation: generation))
                 }
             }
-            .connect(to: links[index].tcpAddress)
+        let connected = proxy.map { bootstrap.connect(host: $0.host, port: Int($0.port)) } ?? bootstrap.connect(to: link.tcpAddress)
+        // Through a proxy the connection is up once it answered CONNECT.
+        connected
+            .flatMap { channel in
+                if proxy == nil { established.succeed(()) }
+                return established.futureResult.map { channel }.flatMapErrorThrowing { error in
+                    channel.close(promise: nil)
+                    throw error
+                }
+            }
             .whenComplete { [self] result in
+                if case .failure(let error) = result { established.fail(error) }
                 let link = links[index]
                 guard generation == link.generation, !closed, link.wantsTCP else {
                     if case .success(let channel) = result { channel.close(promise: nil) }

@@ -33,12 +33,12 @@ final class PeerDriver: @unchecked Sendable {
     private let control: PeerControlTransport
 
     init(supernodes: [PeerNetwork.Resolved], eventLoop: any EventLoop, events: AsyncStream<PeerEvent>.Continuation,
-         tcpFallbackDelay: TimeAmount? = PeerOptions.defaultTCPFallbackDelay) throws {
+         tcpFallbackDelay: TimeAmount? = PeerOptions.defaultTCPFallbackDelay, proxy: ProxySetting = .none) throws {
         self.supernodes = supernodes
         self.destinations = try supernodes.map { try $0.endpoint.socketAddress() }
         control = PeerControlTransport(eventLoop: eventLoop,
                                        tcpAddresses: try supernodes.map { try $0.endpoint.with(port: $0.address.tcpPort).socketAddress() },
-                                       fallbackDelay: tcpFallbackDelay)
+                                       fallbackDelay: tcpFallbackDelay, proxy: proxy)
         self.eventLoop = eventLoop
         self.events = events
         control.driver = self

@@ -42,6 +42,10 @@ public struct PeerOptions: Sendable {
     /// Whether to measure this host's NAT (RFC 5780, in the background after start) so that
     /// traversals can pick the right technique; without it they try every technique that may work.
     public var measuresNAT = true
+    /// The HTTP proxy the control channel over TCP and the relay's TCP splice go through (with
+    /// `CONNECT`): by default the environment's (`HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`,
+    /// `all_proxy`, except for hosts in `NO_PROXY`); `peerway peer --proxy URL` sets one.
+    public var proxy: ProxySetting = .environment
 
     /// Options with the defaults described on each property.
     public init(
@@ -110,6 +114,8 @@ public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
     case traversalFailed(String)
     /// The other side's tunnel key share did not verify (it is not who it claims, or was tampered with).
     case tunnelAuthenticationFailed(String)
+    /// The HTTP proxy (`PeerOptions.proxy`) refused or failed a `CONNECT` (the text says what it did).
+    case proxyFailed(String)
 
     /// What failed and what to do about it, in a sentence.
     public var description: String {
@@ -149,6 +155,8 @@ public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
             return "no tunnel could be made: \(why); check that the supernode runs a relay (peerway supernode --relay-listen)"
         case .tunnelAuthenticationFailed(let why):
             return "the other side of the tunnel failed authentication (\(why)); it may be an impostor, the tunnel was not opened"
+        case .proxyFailed(let why):
+            return "through the HTTP proxy: \(why)"
         }
     }
 }

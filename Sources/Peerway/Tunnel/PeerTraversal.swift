@@ -1,6 +1,7 @@
 import Crypto
 import NIOCore
 import PeerwayCheckpoint
+import PeerwayPortMap
 import PeerwaySTUN
 import PeerwayTunnel
 
@@ -17,6 +18,14 @@ public struct TunnelOptions: Sendable {
     /// Try direct paths. `false`: relay only, and the other peer never learns this host's
     /// addresses (none are offered), at the cost of the relay's latency and capacity.
     public var directPaths: Bool
+    /// Ask the router (the IPv4 default gateway) for a port mapping with PCP, NAT-PMP or
+    /// UPnP-IGD and offer it (UDP tunnels with direct paths only): a peer behind a symmetric NAT
+    /// that maps a port is reached directly. Skipped when the STUN server is on loopback (a test
+    /// on one host) or the host has no NAT; a router that speaks none of them costs at most
+    /// `PortMapLimits.discoveryTimeoutMillis`. The mapping is deleted when the tunnel closes.
+    public var portMapping = true
+    /// The HTTP proxy the relay's TCP splice goes through; `nil`: the peer's (`PeerOptions.proxy`).
+    public var proxy: ProxySetting?
 
     public init(encrypted: Bool = true, planTimeout: TimeAmount = TunnelOptions.defaultPlanTimeout, bindHost: String? = nil,
                 directPaths: Bool = true) {
@@ -33,6 +42,8 @@ public struct TunnelOptions: Sendable {
     public static let offerAttempts = 3
     /// How long a traversal waits for the NAT measurement started with the peer.
     public static let natProfileWait: TimeAmount = .seconds(8)
+    /// How long a traversal waits for the port mapping (discovery, then up to one IGD exchange).
+    public static let portMapWaitMillis: UInt64 = PortMapLimits.discoveryTimeoutMillis + PortMapLimits.httpTimeoutMillis
 }
 
 extension Peer {
@@ -90,6 +101,11 @@ extension Peer {
             if keep?.fd != udp.fd { udp.close() }
             if let tcpListener, keep?.fd != tcpListener.fd { tcpListener.close() }
         }
+        // The router's port mapping, asked beside the STUN query and the NAT measurement.
+        let portMap = transport == .udp && options.directPaths && options.portMapping && !stunServer.isLoopback && stunServer.family == .ipv4
+            ? PortMapSession.start(internalPort: (udp.localAddress ?? bindAddress).port) : nil
+        var keepPortMap = false
+        defer { if !keepPortMap { portMap?.close() } }
         let stun = stunServer
         let reflexive = await runOnOwnThread(name: "peerway-stun") { UDPTraversal.reflexiveAddress(socket: udp, server: stun) }
         // No STUN answer: UDP does not get out; the NAT measurement would only time out too.
@@ -101,6 +117,13 @@ extension Peer {
             TraversalCandidate(kind: .host, transport: .udp, endpoint: $0)
         }
         if let reflexive { candidates.append(TraversalCandidate(kind: .serverReflexive, transport: .udp, endpoint: reflexive)) }
+        // A mapping is offered when it leads to the address the STUN pair saw: one on an inner
+        // router of a double NAT would be a private address nobody outside can reach.
+        if let portMap, let reflexive, !candidates.contains(where: { $0.kind == .host && $0.endpoint.ip == reflexive.ip }),
+           let mapping = await portMap.firstReport(timeoutMillis: TunnelOptions.portMapWaitMillis)?.mapping,
+           mapping.external.ip == reflexive.ip {
+            candidates.append(TraversalCandidate(kind: .mapped, transport: .udp, endpoint: mapping.external))
+        }
         if transport == .tcp {
             do { tcpListener = try TunnelSocket.tcp(bound: bindAddress) } catch { throw .bindFailed(host: "\(bindIP)", port: 0, reason: "\(error)") }
             let tcpLocal = tcpListener!.localAddress ?? bindAddress
@@ -157,6 +180,7 @@ extension Peer {
         // Raw only when both sides asked for it; otherwise both encrypt.
         var options = options
         options.encrypted = !plan.rawTunnel
+        options.proxy = options.proxy ?? self.options.proxy
         let tunnel: Tunnel
         let finalPlan = plan
         switch transport {
@@ -198,6 +222,11 @@ extension Peer {
             }
         }
         report(plan, role: role, path: tunnel.path, method: tunnel.method, started: started)
+        if let portMap, tunnel.path == .direct, candidates.contains(where: { $0.kind == .mapped }) {
+            // Kept (and renewed) while the tunnel lives; deleted when it closes.
+            tunnel.keep(portMap)
+            keepPortMap = true
+        }
         return tunnel
     }
 

@@ -62,17 +62,20 @@ enum TCPTraversal {
         return try await relayed(plan: plan, role: role, keys: keys, peer: peer, datagrams: false, options: options, started: started)
     }
 
-    /// Through the relay's TCP splice. `datagrams`: a UDP tunnel carried over TCP (one side cannot use UDP).
+    /// Through the relay's TCP splice: its own TCP port first, then the other ways the plan gives
+    /// to reach it (its supernode's shared port). `datagrams`: a UDP tunnel carried over TCP (one
+    /// side cannot use UDP).
     static func relayed(plan: TraversalPlan, role: TraversalRole, keys: TunnelKeys, peer: PeerID, datagrams: Bool,
                         options: TunnelOptions, started: ContinuousClock.Instant) async throws(PeerError) -> Tunnel {
-        guard let relay = plan.relay, let endpoint = relay.tcp else {
+        guard let relay = plan.relay, !relay.tcpEndpoints.isEmpty else {
             throw .traversalFailed("no direct TCP path within \(plan.directWindowMillis) ms and the plan has no TCP relay")
         }
-        let result = await runOnOwnThread(name: "peerway-tcp-relay") { () -> Result<TunnelSocket, PeerError> in
-            Self.bindRelay(endpoint: endpoint, token: relay.token, role: role, keys: keys)
+        let endpoints = relay.tcpEndpoints, proxy = options.proxy ?? .none
+        let result = await runOnOwnThread(name: "peerway-tcp-relay") { () -> Result<(TunnelSocket, STUNAddress), PeerError> in
+            Self.bindRelay(endpoints: endpoints, proxy: proxy, token: relay.token, role: role, keys: keys)
         }
         switch result {
-        case .success(let socket):
+        case .success(let (socket, endpoint)):
             return try Tunnel.tcp(socket: socket, remote: endpoint, peer: peer, role: role, keys: keys, path: .relayed, method: .relay,
                                   encrypted: options.encrypted, datagrams: datagrams, setupTime: ContinuousClock.now - started)
         case .failure(let e):
@@ -199,46 +202,30 @@ enum TCPTraversal {
         return nil
     }
 
-    /// Binds to the relay's TCP port, then hello and `use` through the splice.
-    static func bindRelay(endpoint: STUNAddress, token: [UInt8], role: TraversalRole, keys: TunnelKeys) -> Result<TunnelSocket, PeerError> {
+    /// Connects to the first of the relay's TCP endpoints that answers (`RelayDialer`), binds,
+    /// then hello and `use` through the splice; returns the socket and the endpoint it reached.
+    static func bindRelay(endpoints: [STUNAddress], proxy: ProxySetting = .none, token: [UInt8], role: TraversalRole,
+                          keys: TunnelKeys) -> Result<(TunnelSocket, STUNAddress), PeerError> {
         let deadline = millis() + relayWindowMillis
-        let any = STUNAddress(ip: endpoint.family == .ipv4 ? .v4(0) : .v6(high: 0, low: 0), port: 0)
-        guard var socket = try? TunnelSocket.tcp(bound: any) else {
-            return .failure(.traversalFailed("cannot open a TCP socket for the relay"))
+        guard let relayToken = RelayToken(bytes: token) else { return .failure(.traversalFailed("the plan's relay token is malformed")) }
+        let socket: TunnelSocket, endpoint: STUNAddress
+        switch RelayDialer.connect(endpoints, proxy: proxy, deadline: deadline) {
+        case .success(let connected): (socket, endpoint) = connected
+        case .failure(let e): return .failure(e)
         }
-        func fail(_ why: String) -> Result<TunnelSocket, PeerError> {
+        func fail(_ why: String) -> Result<(TunnelSocket, STUNAddress), PeerError> {
             socket.close()
             return .failure(.traversalFailed(why))
         }
-        do { try socket.connect(to: endpoint) } catch { return fail("cannot connect to the relay at \(endpoint): \(error)") }
-        var connectFailures = 0
-        var stage = 0  // 0 connecting, 1 bound wait, 2 hello wait, 3 use wait
+        guard writeAll(socket, RelayMessage.bind(relayToken)) else { return fail("cannot send the relay bind to \(endpoint)") }
+        var stage = 1  // 1 bound wait, 2 hello wait, 3 use wait
         var received: [UInt8] = []
-        guard let relayToken = RelayToken(bytes: token) else { return fail("the plan's relay token is malformed") }
         let answerBytes = RelayLimits.bindBytes
         let hello = TunnelStreamHello.make(keys: keys)
         while millis() < deadline {
-            var entry = [pollfd(fd: socket.fd, events: Int16(stage == 0 ? POLLOUT : POLLIN), revents: 0)]
+            var entry = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)]
             _ = entry.withUnsafeMutableBufferPointer { poll($0.baseAddress, 1, 50) }
             guard entry[0].revents != 0 else { continue }
-            if stage == 0 {
-                if socket.pendingError != 0 {
-                    // Refused or unreachable (a lossy link can lose the neighbour lookup too): try
-                    // again with a new connection while the window lasts.
-                    connectFailures += 1
-                    socket.close()
-                    Thread.sleep(forTimeInterval: Double(connectRetryMillis) / 1000)
-                    guard millis() < deadline, let again = try? TunnelSocket.tcp(bound: any) else {
-                        return .failure(.traversalFailed("the relay at \(endpoint) refused \(connectFailures) connection(s)"))
-                    }
-                    socket = again
-                    do { try socket.connect(to: endpoint) } catch { return fail("cannot connect to the relay at \(endpoint): \(error)") }
-                    continue
-                }
-                guard writeAll(socket, RelayMessage.bind(relayToken)) else { return fail("cannot send the relay bind") }
-                stage = 1
-                continue
-            }
             let limit = stage == 1 ? answerBytes : TunnelLimits.helloBytes + 1
             guard drain(socket, into: &received, limit: limit) else {
                 return fail(stage == 1 ? "the relay closed the connection: the token was refused or expired" : "the relay connection closed")
@@ -268,9 +255,9 @@ enum TCPTraversal {
                     guard writeAll(socket, [useAckByte]) else { return fail("cannot answer use") }
                 }
                 socket.makeBlocking()
-                return .success(socket)
+                return .success((socket, endpoint))
             }
         }
-        return fail("the relay path did not come up within \(relayWindowMillis) ms")
+        return fail("the relay path through \(endpoint) did not come up within \(relayWindowMillis) ms")
     }
 }

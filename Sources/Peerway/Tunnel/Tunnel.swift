@@ -38,6 +38,8 @@ public final class Tunnel: @unchecked Sendable, CustomStringConvertible {
     private let pump: TunnelPump?
     private let closed = NSLock()
     private var isClosed = false
+    /// The router's port mapping this tunnel was reached through (deleted when it closes).
+    private var portMap: PortMapSession?
 
     init(peer: PeerID, transport: TunnelTransport, path: TunnelPath, method: TraversalMethod, setupTime: Duration,
          isEncrypted: Bool, role: TraversalRole, remote: PeerEndpoint, fileDescriptor: Int32, pump: TunnelPump?) {
@@ -71,12 +73,21 @@ public final class Tunnel: @unchecked Sendable, CustomStringConvertible {
         defer { closed.unlock() }
         guard !isClosed else { return }
         isClosed = true
+        portMap?.close()
+        portMap = nil
         if let pump {
             pump.stop()
         }
         // Wakes every reader of this socket (also through a dup) before the number is freed.
         shutdown(fileDescriptor, Int32(SHUT_RDWR))
         Glibc.close(fileDescriptor)
+    }
+
+    /// Keeps `session` (renewing its mapping) until the tunnel closes.
+    func keep(_ session: PortMapSession) {
+        closed.lock()
+        defer { closed.unlock() }
+        if isClosed { session.close() } else { portMap = session }
     }
 
     // MARK: making tunnels

@@ -12,6 +12,11 @@ import PeerwaySTUN
 /// | predictable      | predict           | predict (both, in the same order) | relay |
 /// | random           | many-port         | relay                    | relay                    |
 ///
+/// A `mapped` candidate (a port the peer opened on its router with PCP, NAT-PMP or UPnP-IGD) lets
+/// in packets from anyone: the other side punches it, whatever either NAT does, and neither side
+/// probes many ports or predicts any (the mapping makes that side reachable from one socket).
+/// So random × random pairs go direct when either side has a mapping.
+///
 /// Behind the same public address: host candidates (`lan`) and the public address (`hairpin`).
 /// A UDP-blocked side: relay over TCP at once. An unknown mapping is tried with punching and a
 /// short prediction window, since either may work. Relay × random is the only mapping pair
@@ -123,6 +128,20 @@ public enum TraversalPlanner {
             }
             plan.targets = targets
             return Side(plan: plan, window: window, method: method)
+        }
+        // Port mappings (see the type's comment): punch theirs; with one on either side, nothing else
+        // is needed beyond a punch between two easy NATs.
+        let theirMapped = theirs.filter { $0.kind == .mapped }
+        let myMapped = me.candidates.contains { $0.kind == .mapped && $0.transport == transport }
+        for c in theirMapped { add(TraversalTarget(method: .punch, endpoint: c.endpoint), .punch, directWindowMillis) }
+        if myMapped || !theirMapped.isEmpty {
+            if !mine.isRandom && !theirProfile.isRandom && !mine.isPredictable && !theirProfile.isPredictable {
+                for c in reflexive where c.kind == .serverReflexive {
+                    add(TraversalTarget(method: .punch, endpoint: c.endpoint), .punch, directWindowMillis)
+                }
+            }
+            plan.targets = targets
+            return Side(plan: plan, window: max(window, directWindowMillis), method: best(method, .punch))
         }
         guard let theirReflexive = reflexive.first?.endpoint else {
             plan.targets = targets

@@ -86,6 +86,9 @@ public enum ControlLimits {
     public static let keyShareBytes = 128
     /// Bytes of a relay token.
     public static let relayTokenBytes = 32
+    /// Most other TCP endpoints of one relay grant (`RelayGrant.alternatives`: the relay's
+    /// supernode's shared TCP port, which takes the same bind as the relay's own).
+    public static let maximumRelayAlternatives = 4
     /// Most candidates in one traversal offer.
     public static let maximumTraversalCandidates = 16
     /// Most targets in one traversal plan.

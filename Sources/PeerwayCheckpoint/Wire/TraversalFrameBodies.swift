@@ -122,6 +122,12 @@ extension TraversalPlan {
             buffer.writeInteger(0 as UInt8)
         }
         buffer.writeWireText(failure)
+        if let relay, !relay.alternatives.isEmpty {
+            precondition(relay.alternatives.count <= ControlLimits.maximumRelayAlternatives,
+                         "a relay grant has at most \(ControlLimits.maximumRelayAlternatives) alternatives")
+            buffer.writeWireCount(relay.alternatives.count, "relay alternatives")
+            for endpoint in relay.alternatives { buffer.writeWireEndpoint(endpoint) }
+        }
     }
 
     init(wire r: inout ControlWireReader) throws(ControlDecodingError) {
@@ -169,6 +175,13 @@ extension TraversalPlan {
             relay = RelayGrant(udp: udp, tcp: tcp, token: try r.array(ControlLimits.relayTokenBytes, "traversalPlan.relay.token"))
         }
         let failure = try r.text("traversalPlan.failure", limit: ControlLimits.maximumErrorTextBytes, limitName: "maximumErrorTextBytes")
+        // Only a plan with a relay may go on (anything after another plan is trailing bytes).
+        if relay != nil, r.remaining > 0 {
+            let n = try r.count("traversalPlan.relay.alternatives", limit: ControlLimits.maximumRelayAlternatives,
+                                limitName: "maximumRelayAlternatives")
+            guard n > 0 else { throw .invalid(what: "traversalPlan.relay.alternatives: a present list is empty") }
+            for _ in 0..<n { relay?.alternatives.append(try r.endpoint("traversalPlan.relay.alternative")) }
+        }
         self.init(initiator: initiator, acceptor: acceptor, requestID: requestID, transport: transport, method: method,
                   directWindowMillis: window, localSockets: sockets, remoteKeyShare: share, targets: targets, spray: spray,
                   relay: relay, failure: failure, rawTunnel: planFlags & 1 != 0)

@@ -20,6 +20,9 @@ import PeerwaySTUN
                     spray: present(1) [ address endpoint, count(2) ]
                     relay: present(1) [ udp: optional endpoint, tcp: optional endpoint, token(32) ]
                     failure(text; empty when the plan can run)
+                    relay alternatives (only with a relay, only when there are some; a plan that
+                    ends after `failure` has none, as every plan before them):
+                              count(1) { endpoint }, 1...maximumRelayAlternatives
    traversalResult  initiator(16) acceptor(16) requestID(8) role(1) path(1) method(1) millis(4)
 */
 
@@ -231,11 +234,24 @@ public struct RelayGrant: Hashable, Sendable {
     public var tcp: PeerEndpoint?
     /// This side's token (`ControlLimits.relayTokenBytes`).
     public var token: [UInt8]
+    /// Other TCP endpoints that take the same bind as `tcp`, tried in order after it: the relay's
+    /// supernode's shared TCP port (its CHECKPOINT's, which hands connections starting with
+    /// "PWRB" to the relay), for networks that let only that one port out. At most
+    /// `ControlLimits.maximumRelayAlternatives`.
+    public var alternatives: [PeerEndpoint]
 
-    public init(udp: PeerEndpoint?, tcp: PeerEndpoint?, token: [UInt8]) {
+    public init(udp: PeerEndpoint?, tcp: PeerEndpoint?, token: [UInt8], alternatives: [PeerEndpoint] = []) {
         self.udp = udp
         self.tcp = tcp
         self.token = token
+        self.alternatives = alternatives
+    }
+
+    /// Every TCP endpoint that takes this grant's bind, in the order to try them: `tcp`, then
+    /// the alternatives (each once).
+    public var tcpEndpoints: [PeerEndpoint] {
+        var seen: Set<PeerEndpoint> = []
+        return ([tcp].compactMap { $0 } + alternatives).filter { seen.insert($0).inserted }
     }
 }
 

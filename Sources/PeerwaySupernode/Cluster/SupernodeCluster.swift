@@ -259,7 +259,10 @@ public final class SupernodeCluster: Sendable {
         }
         relays?.setRemote(others.compactMap { m in
             guard m.relayUDP != nil || m.relayTCP != nil else { return nil }
-            return RelayLoad(id: m.address, endpoint: m.relayUDP ?? "", tcpEndpoint: m.relayTCP, allocations: m.relayAllocations,
+            // Its CHECKPOINT's TCP port hands relay binds to its RELAY: another way there.
+            let shared = (try? SupernodeAddress(parsing: m.address))?.tcpEndpoint?.description
+            return RelayLoad(id: m.address, endpoint: m.relayUDP ?? "", tcpEndpoint: m.relayTCP, sharedTCPEndpoint: shared,
+                             allocations: m.relayAllocations,
                              capacity: 2 * RelayLimits.maximumAllocations, bytesPerSecond: 0)
         })
     }

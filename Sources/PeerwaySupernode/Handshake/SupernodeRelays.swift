@@ -9,10 +9,15 @@ import PeerwaySTUN
 /// loaded chosen for each traversal (`RelayChoice`). Tokens are minted statelessly with the key
 /// the relays check them with (in a network, one key shared by every RELAY of it, kept in the
 /// membership database), so nothing is reserved until both sides bind and no relay is asked.
+///
+/// A grant names every way to reach the chosen relay: its UDP port, its own TCP port, and its
+/// supernode's shared TCP port (CHECKPOINT's, which hands connections starting with "PWRB" to the
+/// relay) as an alternative, so a peer whose network lets only that port out still gets there.
 public final class SupernodeRelays: RelayGranting, Sendable {
     private let local: RelayServer?
     private let minter: RelayTokenMinter
     private let remote = NIOLockedValueBox<[RelayLoad]>([])
+    private let localShared = NIOLockedValueBox<String?>(nil)
 
     /// This supernode's RELAY alone, minting with its own key.
     public convenience init(_ relay: RelayServer) {
@@ -32,22 +37,46 @@ public final class SupernodeRelays: RelayGranting, Sendable {
         remote.withLockedValue { $0 = loads }
     }
 
+    /// This supernode's shared TCP endpoint as peers dial it (CHECKPOINT's TCP port, whose relay
+    /// binds go to the local RELAY), once it listens; nil: none.
+    public func setLocalShared(_ endpoint: STUNAddress?) {
+        localShared.withLockedValue { $0 = endpoint?.description }
+    }
+
     /// Every relay the HANDSHAKE may choose from now.
     public var loads: [RelayLoad] {
-        (local.map { [$0.load()] } ?? []) + remote.withLockedValue { $0 }
+        let own = local.map { relay -> RelayLoad in
+            var load = relay.load()
+            load.sharedTCPEndpoint = localShared.withLockedValue { $0 }
+            return load
+        }
+        return (own.map { [$0] } ?? []) + remote.withLockedValue { $0 }
     }
 
     public func grant(transport: TunnelTransport, lifetimeSeconds: UInt32) -> (initiator: RelayGrant, acceptor: RelayGrant)? {
         let candidates = loads.filter { load in
             switch transport {
             case .udp: return STUNAddress(parsing: load.endpoint) != nil
-            case .tcp: return load.tcpEndpoint.flatMap { STUNAddress(parsing: $0) } != nil
+            case .tcp: return !Self.tcpEndpoints(load).isEmpty
             }
         }
         guard let chosen = RelayChoice.leastLoaded(candidates) else { return nil }
         let udp = STUNAddress(parsing: chosen.endpoint)
-        let tcp = chosen.tcpEndpoint.flatMap { STUNAddress(parsing: $0) }
+        let tcpEndpoints = Self.tcpEndpoints(chosen)
+        let tcp = tcpEndpoints.first
+        let alternatives = Array(tcpEndpoints.dropFirst().prefix(ControlLimits.maximumRelayAlternatives))
         let (a, b) = minter.grant(transport: transport == .udp ? .udp : .tcp, lifetimeSeconds: UInt64(lifetimeSeconds), now: RelayServer.now())
-        return (RelayGrant(udp: udp, tcp: tcp, token: a.bytes), RelayGrant(udp: udp, tcp: tcp, token: b.bytes))
+        return (RelayGrant(udp: udp, tcp: tcp, token: a.bytes, alternatives: alternatives),
+                RelayGrant(udp: udp, tcp: tcp, token: b.bytes, alternatives: alternatives))
+    }
+
+    /// The relay's TCP endpoints in the order peers try them: its own port, then its supernode's
+    /// shared port (each once; unparsable ones left out).
+    static func tcpEndpoints(_ load: RelayLoad) -> [STUNAddress] {
+        var out: [STUNAddress] = []
+        for text in [load.tcpEndpoint, load.sharedTCPEndpoint] {
+            if let text, let endpoint = STUNAddress(parsing: text), !out.contains(endpoint) { out.append(endpoint) }
+        }
+        return out
     }
 }

@@ -170,6 +170,8 @@ public final class Supernode: Service, Sendable {
         let address: SupernodeAddress
         do { address = try checkpoint.start() } catch { throw SupernodeError(.checkpoint, starting: error) }
         started.checkpoint = checkpoint
+        // CHECKPOINT's TCP port takes relay binds too: grants name it as another way to the relay.
+        if relayHandoff != nil, configuration.tcpAddress != nil { relays?.setLocalShared(address.tcpEndpoint) }
 
         var stunLayout: STUNPairLayout?
         if let settings = configuration.stun {

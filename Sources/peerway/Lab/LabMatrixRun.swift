@@ -116,6 +116,8 @@ struct LabMatrixRun {
                                  output: "no address within \(Int(Self.supernodeTimeout)) s: " + supernode.output.all.joined(separator: "\n"))
         }
         Self.note("supernode \(address)")
+        // miniupnpd (symmetric-upnp routers) checks its public address with the supernode's STUN pair.
+        try LabPortMap.start(topology)
 
         // A peer on every host.
         var peers: [LabMatrixEndpoint: LabLineProcess] = [:]
@@ -125,7 +127,8 @@ struct LabMatrixRun {
                 let peer = try LabLineProcess(
                     name: "peer-\(endpoint.site)-\(n)", executable: ip,
                     arguments: ["netns", "exec", endpoint.namespace, peerway]
-                        + LabMatrix.peerArguments(supernode: address, identity: "\(logs)/\(endpoint.site)-\(n).key", echo: echo),
+                        + LabMatrix.peerArguments(supernode: address, identity: "\(logs)/\(endpoint.site)-\(n).key", echo: echo)
+                        + LabProxy.peerArguments(for: site),
                     log: "\(logs)/peer-\(endpoint.site)-\(n).log")
                 processes.append(peer)
                 peers[endpoint] = peer

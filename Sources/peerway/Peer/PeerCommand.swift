@@ -47,6 +47,9 @@ struct PeerCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Unencrypted tunnels: the raw network socket (payload in clear).")
     var raw = false
 
+    @Option(name: .long, help: "HTTP proxy http://[user:password@]host:port for TCP to supernodes and relays (CONNECT); 'none' for no proxy. Default: HTTPS_PROXY, https_proxy, ALL_PROXY, all_proxy, except hosts in NO_PROXY.")
+    var proxy: String?
+
     func run() async throws {
         let output = PeerOutput(json: json)
         let addresses: [SupernodeAddress]
@@ -70,6 +73,12 @@ struct PeerCommand: AsyncParsableCommand {
         var options = PeerOptions()
         options.keepaliveSeconds = keepalive
         options.bindHost = bind
+        if let proxy {
+            do { options.proxy = proxy == "none" ? .none : .http(try HTTPProxy(url: proxy)) } catch {
+                output.error("--proxy: \(error)")
+                throw ExitCode(2)
+            }
+        }
         let peer: Peer
         do {
             peer = try await Peer.start(identity: keyPair, supernodes: addresses, metadata: metadata, options: options)
