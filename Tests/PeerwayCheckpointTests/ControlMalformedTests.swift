@@ -113,11 +113,13 @@ struct ControlMalformedTests {
         }
     }
 
-    /// Frames whose body may end with the optional supernode list.
+    /// Frames whose body may end with an optional list (supernodes, or a relay's other ways).
     static func endsWithSupernodes(_ frame: ControlFrame) -> Bool {
         switch frame {
         case .registered(let r): r.supernodes.isEmpty
         case .keepaliveAck(_, let supernodes): supernodes.isEmpty
+        // A plan with a relay may end with the relay's other TCP ways (TraversalFrameBodies).
+        case .traversalPlan(let plan): plan.relay != nil && plan.relay?.alternatives.isEmpty == true
         default: false
         }
     }

@@ -76,9 +76,9 @@ struct ClusterMembershipOutageTests {
         }
         let took = ContinuousClock.now - started
         print("cluster membership: opening without a server failed after \(took)")
-        // Bounded: the open's deadline plus the pool's shutdown; 18.3 s was seen on a loaded
-        // machine (the full suite beside it), 10.0 s alone.
-        #expect(took < .seconds(Double(ClusterLimits.openTimeoutMillis) / 1000 * 2 + 5))
+        // Bounded by the open's deadline: the pool shuts down in the background (waiting for it
+        // took up to 30 s on a loaded machine). Twice the deadline leaves room for the load.
+        #expect(took < .seconds(Double(ClusterLimits.openTimeoutMillis) / 1000 * 2))
     }
 
     /// Not a timed test: reports what one heartbeat costs (one UPDATE, one round trip).

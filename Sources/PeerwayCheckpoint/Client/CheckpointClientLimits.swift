@@ -1,7 +1,47 @@
 import NIOCore
 
+/*
+ The peer's side of CHECKPOINT (flow in `ControlLimits`) as a socket-free, clock-free state machine.
+
+ The driver owns the socket and the clock: it feeds `start`, `datagramReceived` (with the index of
+ the supernode it came from), `wakeUp` and the API calls, always with the current time, and performs
+ the returned `CheckpointClientAction`s in order.
+
+   idle ──start──▶ handshaking ──helloReply──▶ registering ──registered──▶ registered ──stop──▶ stopping ──▶ stopped
+                    ▲   │ hello, cookie,           │ register request       │ keepalive every          unregister
+                    │   │ hello+cookie             │ (signed over the       │ keepaliveSeconds          (best effort,
+                    │   │                          │  session transcript)   │                           unregisterTimeout)
+                    │   └─ attempt timed out ──────┴─ register timed out    │
+                    │      (fresh ephemeral next attempt; after          │
+                    │       handshakeAttemptsPerSupernode failures: next  │
+                    │       supernode in the failover order, `disconnected`)
+                    └── session lost: sessionUnknown for our session, `error(notRegistered)`:
+                        `disconnected`, new handshake at the same supernode; a keepalive
+                        unanswered for `keepaliveTimeout` (half the interval, 4-8 s): the same at
+                        the next supernode in the failover order. Then `reregistered`, the watch
+                        list and held calls sent again.
+ Failover order: the configured supernodes; each `registered` answer lists the network's other
+ supernodes in this peer's own order (ClusterFailover.swift), which the machine adds to
+ `supernodes` (new indices, `supernodesLearned`) and puts right after the current one.
+ `error(superseded)`: the identity registered elsewhere; every call fails, `stopped(.superseded)`.
+ A keepalive answer with another observed endpoint than registered: `register` again on the same
+ session, then `reregistered(.addressChanged)`.
+
+ Sealed packets: own counter from 1; received counters checked against the replay window before
+ the AEAD opens them and recorded after it did. Anything that fails is dropped silently (counted in
+ `statistics`). Requests carry increasing transaction ids and are re-sealed (a new counter, the same
+ id) on each retransmission: gaps of 0.5, 1, 2, 2, ... s until `requestTimeout`. Requests made while
+ no session is registered are held and sent once one is; their deadline runs all the same.
+ Pushes are acknowledged every time they arrive and delivered once (recent push ids per session).
+
+ Messages: at most one in flight per destination, the rest wait (bounded) in order. `sendMessage` is
+ answered with `messageOutcome`: `delivered` / `offline` are final; `queued` waits for the
+ `messageStatus` push. `messageTimeout` after it was sent, a message completes as `timedOut`.
+ Connection requests complete with the pushed `connectAnswered`, or fail after `connectAnswerTimeout`.
+*/
+
 /// Every timeout and limit of the client side of CHECKPOINT, named (the flow and the reasoning
-/// are in the comment at the top of `CheckpointClientMachine.swift`).
+/// are in the comment above).
 public enum CheckpointClientLimits {
     // MARK: handshake
 

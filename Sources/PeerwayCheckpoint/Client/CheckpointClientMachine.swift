@@ -1,47 +1,7 @@
 import NIOCore
 
-/*
- The peer's side of CHECKPOINT (flow in `ControlLimits`) as a socket-free, clock-free state machine.
-
- The driver owns the socket and the clock: it feeds `start`, `datagramReceived` (with the index of
- the supernode it came from), `wakeUp` and the API calls, always with the current time, and performs
- the returned `CheckpointClientAction`s in order.
-
-   idle ──start──▶ handshaking ──helloReply──▶ registering ──registered──▶ registered ──stop──▶ stopping ──▶ stopped
-                    ▲   │ hello, cookie,           │ register request       │ keepalive every          unregister
-                    │   │ hello+cookie             │ (signed over the       │ keepaliveSeconds          (best effort,
-                    │   │                          │  session transcript)   │                           unregisterTimeout)
-                    │   └─ attempt timed out ──────┴─ register timed out    │
-                    │      (fresh ephemeral next attempt; after          │
-                    │       handshakeAttemptsPerSupernode failures: next  │
-                    │       supernode in the failover order, `disconnected`)
-                    └── session lost: sessionUnknown for our session, `error(notRegistered)`:
-                        `disconnected`, new handshake at the same supernode; a keepalive
-                        unanswered for `keepaliveTimeout` (half the interval, 4-8 s): the same at
-                        the next supernode in the failover order. Then `reregistered`, the watch
-                        list and held calls sent again.
- Failover order: the configured supernodes; each `registered` answer lists the network's other
- supernodes in this peer's own order (ClusterFailover.swift), which the machine adds to
- `supernodes` (new indices, `supernodesLearned`) and puts right after the current one.
- `error(superseded)`: the identity registered elsewhere; every call fails, `stopped(.superseded)`.
- A keepalive answer with another observed endpoint than registered: `register` again on the same
- session, then `reregistered(.addressChanged)`.
-
- Sealed packets: own counter from 1; received counters checked against the replay window before
- the AEAD opens them and recorded after it did. Anything that fails is dropped silently (counted in
- `statistics`). Requests carry increasing transaction ids and are re-sealed (a new counter, the same
- id) on each retransmission: gaps of 0.5, 1, 2, 2, ... s until `requestTimeout`. Requests made while
- no session is registered are held and sent once one is; their deadline runs all the same.
- Pushes are acknowledged every time they arrive and delivered once (recent push ids per session).
-
- Messages: at most one in flight per destination, the rest wait (bounded) in order. `sendMessage` is
- answered with `messageOutcome`: `delivered` / `offline` are final; `queued` waits for the
- `messageStatus` push. `messageTimeout` after it was sent, a message completes as `timedOut`.
- Connection requests complete with the pushed `connectAnswered`, or fail after `connectAnswerTimeout`.
-*/
-
-/// The client side of CHECKPOINT (see the comment at the top of this file). Feed it from one
-/// thread or event loop at a time.
+/// The client side of CHECKPOINT (its flow is in the comment at the top of
+/// CheckpointClientLimits.swift). Feed it from one thread or event loop at a time.
 public struct CheckpointClientMachine: Sendable {
     private enum State: Sendable {
         case idle
@@ -56,12 +16,12 @@ public struct CheckpointClientMachine: Sendable {
     private var state: State = .idle
     let configuration: CheckpointClientConfiguration
     /// Index of the supernode in use (or being tried), in `supernodes`.
-    private var supernode = 0
+    var supernode = 0
     /// Every supernode known, by index: the configured ones, then those learned from
     /// registrations (indices never change; at most `maximumKnownSupernodes`).
-    public private(set) var supernodes: [SupernodeAddress]
+    public internal(set) var supernodes: [SupernodeAddress]
     /// Indices of `supernodes` in the order they are tried when one fails.
-    public private(set) var failoverOrder: [Int]
+    public internal(set) var failoverOrder: [Int]
     /// Failed handshake attempts at `supernode` in a row.
     private var failedAttempts = 0
     private var everRegistered = false
@@ -303,6 +263,51 @@ public struct CheckpointClientMachine: Sendable {
         issue(.register(request), purpose: .register, deadline: now + configuration.requestTimeout, now: now)
     }
 
+    private mutating func registerAnswered(_ frame: ControlFrame, now: NIODeadline) {
+        guard case .registered(let confirmed) = frame else {
+            let isRegistered = registration != nil
+            guard case .error(let failure) = frame else {
+                statistics.unexpected += 1
+                if !isRegistered { attemptFailed(now: now) }
+                return
+            }
+            switch failure.code {
+            case .badSignature, .badRequest, .tooLarge:
+                finish(.registrationRefused(failure))
+            default:
+                // After an address change the session still works: keep it, retry at the next keepalive.
+                if !isRegistered { attemptFailed(now: now, reason: .registrationFailed(failure)) }
+            }
+            return
+        }
+        guard var s = session else { return }
+        let keepalive = Self.clampKeepalive(confirmed.keepaliveSeconds)
+        let registration = CheckpointRegistration(peer: confirmed.peer, observed: confirmed.observed,
+                                                  keepaliveSeconds: keepalive, supernode: s.supernode)
+        let previous = s.registration
+        s.registration = registration
+        s.nextKeepaliveAt = now + .seconds(Int64(keepalive))
+        learnSupernodes(confirmed.supernodes, observed: confirmed.observed)
+        switch state {
+        case .registering:
+            state = .registered(s)
+            failedAttempts = 0
+            if everRegistered {
+                output.append(.event(.reregistered(registration, cause: .sessionRestarted)))
+                rewatch(now: now)
+            } else {
+                everRegistered = true
+                output.append(.event(.registered(registration)))
+            }
+            sendHeldRequests(now: now)
+        case .registered:
+            state = .registered(s)
+            output.append(.event(.reregistered(registration, cause: .addressChanged(from: previous?.observed ?? confirmed.observed))))
+        default:
+            break
+        }
+    }
+
     mutating func finish(_ reason: CheckpointStopReason) {
         failAllCalls()
         requests.removeAll()
@@ -390,51 +395,6 @@ public struct CheckpointClientMachine: Sendable {
         }
     }
 
-    private mutating func registerAnswered(_ frame: ControlFrame, now: NIODeadline) {
-        guard case .registered(let confirmed) = frame else {
-            let isRegistered = registration != nil
-            guard case .error(let failure) = frame else {
-                statistics.unexpected += 1
-                if !isRegistered { attemptFailed(now: now) }
-                return
-            }
-            switch failure.code {
-            case .badSignature, .badRequest, .tooLarge:
-                finish(.registrationRefused(failure))
-            default:
-                // After an address change the session still works: keep it, retry at the next keepalive.
-                if !isRegistered { attemptFailed(now: now, reason: .registrationFailed(failure)) }
-            }
-            return
-        }
-        guard var s = session else { return }
-        let keepalive = Self.clampKeepalive(confirmed.keepaliveSeconds)
-        let registration = CheckpointRegistration(peer: confirmed.peer, observed: confirmed.observed,
-                                                  keepaliveSeconds: keepalive, supernode: s.supernode)
-        let previous = s.registration
-        s.registration = registration
-        s.nextKeepaliveAt = now + .seconds(Int64(keepalive))
-        learnSupernodes(confirmed.supernodes, observed: confirmed.observed)
-        switch state {
-        case .registering:
-            state = .registered(s)
-            failedAttempts = 0
-            if everRegistered {
-                output.append(.event(.reregistered(registration, cause: .sessionRestarted)))
-                rewatch(now: now)
-            } else {
-                everRegistered = true
-                output.append(.event(.registered(registration)))
-            }
-            sendHeldRequests(now: now)
-        case .registered:
-            state = .registered(s)
-            output.append(.event(.reregistered(registration, cause: .addressChanged(from: previous?.observed ?? confirmed.observed))))
-        default:
-            break
-        }
-    }
-
     // MARK: completions
 
     /// Appends the wake-up for the earliest deadline (when it changed) and hands out the actions.
@@ -466,33 +426,5 @@ public struct CheckpointClientMachine: Sendable {
         deadlines += messages.inFlight.values.map(\.deadline)
         deadlines += connectWaits.values.map(\.deadline)
         return deadlines.min()
-    }
-
-    // MARK: failover
-
-    /// The supernode after the current one in the failover order.
-    private var nextSupernode: Int {
-        guard let i = failoverOrder.firstIndex(of: supernode) else { return failoverOrder.first ?? 0 }
-        return failoverOrder[(i + 1) % failoverOrder.count]
-    }
-
-    /// Takes the supernodes a registration (or a keepalive's answer) listed (in this peer's order): those of the socket's
-    /// family (that of `observed`) not yet known get new indices, and all of them come right
-    /// after the current supernode in the failover order.
-    mutating func learnSupernodes(_ listed: [SupernodeAddress], observed: PeerEndpoint) {
-        guard !listed.isEmpty else { return }
-        var next: [Int] = []
-        var learned: [SupernodeAddress] = []
-        for address in listed where address.endpoint?.family == observed.family {
-            if let known = supernodes.firstIndex(where: { $0.publicKeyBytes == address.publicKeyBytes }) {
-                if known != supernode, !next.contains(known) { next.append(known) }
-            } else if supernodes.count < CheckpointClientLimits.maximumKnownSupernodes {
-                supernodes.append(address)
-                learned.append(address)
-                next.append(supernodes.count - 1)
-            }
-        }
-        failoverOrder = [supernode] + next + failoverOrder.filter { $0 != supernode && !next.contains($0) }
-        if !learned.isEmpty { output.append(.event(.supernodesLearned(learned))) }
     }
 }

@@ -362,23 +362,6 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         }
     }
 
-    /// Says goodbye before the checkpoint stops: every registered session gets `sessionUnknown`,
-    /// so its peer starts a new handshake at once (failing over to its next supernode after one
-    /// attempt, or registering again when this one is back) instead of at its next keepalive.
-    /// 12 bytes per peer, to the address each one last used.
-    public mutating func farewell(into out: inout [CheckpointAction]) {
-        var goodbyes: [(UInt64, PeerEndpoint)] = []
-        sessions.forEach { s in
-            if s.peer != nil, !s.superseded { goodbyes.append((s.id, s.endpoint)) }
-        }
-        for (id, endpoint) in goodbyes {
-            var b = ByteBuffer()
-            b.writeControlPacket(.sessionUnknown(sessionID: id))
-            counters.sent += 1
-            out.append(.send(b, to: endpoint))
-        }
-    }
-
     /// Ends a session: unregisters its peer (telling watchers `change`), fails what waits on it.
     mutating func endSession(_ id: UInt64, change: StatusEvent.Change, ms: UInt64, into out: inout [CheckpointAction]) {
         guard let session = sessions.removeValue(forKey: id) else { return }
@@ -394,19 +377,5 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         dropWatches(of: peer)
         notifyWatchers(of: peer, StatusEvent(peer: peer, change: change), ms: ms, into: &out)
         refuseNegotiations(involving: peer, ms: ms, into: &out)
-    }
-
-    /// Forgets what `peer` watches (it left, or watches from another session now).
-    mutating func dropWatches(of peer: PeerID) {
-        for target in watching.removeValue(forKey: peer) ?? [] {
-            watchersOf[target]?.remove(peer)
-            if watchersOf[target]?.isEmpty == true { watchersOf[target] = nil }
-        }
-    }
-
-    /// Pushes a status change to every online watcher of `peer`.
-    mutating func notifyWatchers(of peer: PeerID, _ event: StatusEvent, ms: UInt64, into out: inout [CheckpointAction]) {
-        guard let watchers = watchersOf[peer] else { return }
-        for w in watchers { push(.status(event), to: w, ms: ms, into: &out) }
     }
 }

@@ -176,3 +176,19 @@ extension CheckpointMachine {
         respond(.watchResult(statuses), id: id, session: sid, into: &out)
     }
 }
+
+extension CheckpointMachine {
+    /// Forgets what `peer` watches (it left, or watches from another session now).
+    mutating func dropWatches(of peer: PeerID) {
+        for target in watching.removeValue(forKey: peer) ?? [] {
+            watchersOf[target]?.remove(peer)
+            if watchersOf[target]?.isEmpty == true { watchersOf[target] = nil }
+        }
+    }
+
+    /// Pushes a status change to every online watcher of `peer`.
+    mutating func notifyWatchers(of peer: PeerID, _ event: StatusEvent, ms: UInt64, into out: inout [CheckpointAction]) {
+        guard let watchers = watchersOf[peer] else { return }
+        for w in watchers { push(.status(event), to: w, ms: ms, into: &out) }
+    }
+}

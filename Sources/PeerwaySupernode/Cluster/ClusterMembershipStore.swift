@@ -76,7 +76,10 @@ public final class ClusterMembershipStore: Sendable {
                 try await ClusterMembershipSchema.migrate(client, logger: logger)
             }
         } catch {
-            await database.close()
+            // The pool's shutdown waits for its connection attempts to give up (20 s and more
+            // on a loaded machine): the caller hears of the failure at the deadline, not then.
+            let database = self.database
+            Task { await database.close() }
             throw error
         }
     }
