@@ -88,6 +88,7 @@ extension CheckpointLoad {
                 peerPhase[p] = 2
                 registered += 1
                 lastRegistrationAt = now
+                registrationTimes?.append(now)
             }
             if hsPeer[s] == p32, hsStage[s] == 3 {
                 timeStep(s, now: now)
