@@ -94,6 +94,11 @@ extension CheckpointMachine {
     /// A link to `node` is up: it gets the full list of this supernode's peers.
     public mutating func clusterNodeUp(_ node: ClusterNode, now: NIODeadline, into out: inout [CheckpointAction]) {
         guard configuration.clustered else { return }
+        // Back before all its peers were taken offline: the rest are its replicas again, and its
+        // snapshot (which follows) removes those it no longer has.
+        if let rest = departing.removeValue(forKey: node) {
+            remotePeers[node, default: []].formUnion(rest.filter { directory.entry(for: $0)?.home == node })
+        }
         out.append(.cluster(.snapshot(start: true), to: node))
         var rows: [ClusterPeerRow] = []
         rows.reserveCapacity(ClusterFrameLimits.maximumRowsPerFrame)
@@ -111,15 +116,18 @@ extension CheckpointMachine {
 
     /// `node` is out of the network (its link stayed down, or its heartbeat stopped): its peers
     /// are offline (`expired`) until they register elsewhere, and pushes handed to it end
-    /// `timedOut` (whether they reached their peer is unknown).
+    /// `timedOut` (whether they reached their peer is unknown). A large supernode's peers are
+    /// taken offline `departuresPerTick` at a time, here and at each `tick`, so the checkpoint
+    /// keeps answering meanwhile (a third of a million at once froze a survivor for 1.5-3 s,
+    /// long enough to drop keepalives); one that registers here meanwhile is not touched.
     public mutating func clusterNodeDown(_ node: ClusterNode, now: NIODeadline, into out: inout [CheckpointAction]) {
         guard configuration.clustered else { return }
         let ms = Self.millis(now)
         snapshots[node] = nil
-        for peer in remotePeers[node] ?? [] {
-            removeRemote(peer, of: node, change: .expired, ms: ms, into: &out)
+        if let peers = remotePeers.removeValue(forKey: node), !peers.isEmpty {
+            departing[node, default: []] += peers
         }
-        remotePeers[node] = nil
+        continueDepartures(ms: ms, into: &out)
         let lost = remotePushes.filter { $0.value.node == node }.map(\.key).sorted()
         for id in lost {
             if let flight = remotePushes.removeValue(forKey: id)?.flight { finish(flight, outcome: .timedOut, ms: ms, into: &out) }
@@ -133,6 +141,21 @@ extension CheckpointMachine {
         guard case .push(let id, _, _) = frame, remotePushes[id]?.node == node,
               let sent = remotePushes.removeValue(forKey: id) else { return }
         if let flight = sent.flight { finish(flight, outcome: .timedOut, ms: Self.millis(now), into: &out) }
+    }
+
+    /// Takes up to `departuresPerTick` peers of supernodes declared out offline.
+    mutating func continueDepartures(ms: UInt64, into out: inout [CheckpointAction]) {
+        var budget = CheckpointConfiguration.departuresPerTick
+        while budget > 0, let node = departing.keys.first {
+            var peers = departing[node]!
+            let take = min(budget, peers.count)
+            for peer in peers.suffix(take) where directory.entry(for: peer)?.home == node {
+                removeRemote(peer, of: node, change: .expired, ms: ms, into: &out)
+            }
+            peers.removeLast(take)
+            budget -= take
+            departing[node] = peers.isEmpty ? nil : peers
+        }
     }
 
     /// Ends `timedOut` the pushes whose outcome never came back (lost with a link that went down

@@ -55,6 +55,9 @@ public struct CheckpointConfiguration: Sendable {
     /// was sent ends `timedOut` here (the other supernode gives up at `pushLifetimeMillis`; the
     /// rest covers a frame lost with a link that went down and came back).
     public static let remotePushLifetimeMillis: UInt64 = pushLifetimeMillis + 3_000
+    /// Peers of a supernode declared out taken offline per call (at its departure, then each
+    /// tick): about 5 µs each, so at most about 100 ms of the checkpoint's thread at a time.
+    public static let departuresPerTick = 20_000
     /// Messages one sender may have in flight at once.
     public static let maximumMessagesInFlightPerSender = 256
     /// Milliseconds the outcome of a finished message is remembered to answer the sender's

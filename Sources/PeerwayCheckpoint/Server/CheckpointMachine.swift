@@ -55,6 +55,8 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
     var indexCalls = IndexCallTable()
     /// Peers of each other supernode in the directory (replicas), for when it goes down.
     var remotePeers: [ClusterNode: Set<PeerID>] = [:]
+    /// Peers of supernodes declared out, still to be taken offline (`departuresPerTick` a tick).
+    var departing: [ClusterNode: [PeerID]] = [:]
     /// Peers of a supernode whose snapshot is arriving (rows not in it are removed at its end).
     var snapshots: [ClusterNode: Set<PeerID>] = [:]
     /// Pushes handed to other supernodes, by id, until their outcome comes back.
@@ -338,6 +340,7 @@ public struct CheckpointMachine<Directory: LiveDirectory> {
         timeOutNegotiations(ms: ms, into: &out)
         timeOutTraversals(ms: ms, into: &out)
         timeOutRemotePushes(ms: ms, into: &out)
+        if !departing.isEmpty { continueDepartures(ms: ms, into: &out) }
         indexCalls.forget(dueAt: ms)
         recentOutcomes.forget(dueAt: ms)
         helloLimiter.sweep(now: now)
