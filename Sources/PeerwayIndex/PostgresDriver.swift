@@ -9,8 +9,13 @@ public enum PostgresIndexLimits {
     /// Longest a call waits for a connection when none is working (PostgreSQL stopped or out of
     /// reach: the pool would otherwise retry for a minute while the peer's request times out);
     /// past it the call fails with `IndexError.unreachable`. Also the TCP connect timeout. A call
-    /// that waits because every connection is busy with other calls keeps waiting.
+    /// that waits because every connection is busy with other calls keeps waiting, up to
+    /// `maximumBusyWaits` such periods.
     public static let connectionWaitMillis = 3_000
+    /// Periods of `connectionWaitMillis` a call keeps waiting for a connection while other calls
+    /// hold them all (a busy pool); past them it fails as unreachable all the same, so no call
+    /// waits for ever (30 s with the default wait).
+    public static let maximumBusyWaits = 10
     /// The same wait when the store opens (connecting, then migrating under the advisory lock).
     public static let openWaitMillis = 10_000
     /// After a call found the database unreachable, calls for this long fail at once with the
@@ -230,7 +235,8 @@ struct ConnectionWaitPassed: Error {}
 /// deadline, if the work has not got its connection (`leased` not yet called) and `busy` says
 /// no other call holds one, the caller is resumed with `ConnectionWaitPassed` and the work is
 /// cancelled (its late lease is refused); if other calls hold connections the wait goes on (a
-/// busy pool is not an outage). Once leased, the work runs to its end.
+/// busy pool is not an outage), for at most `maximumBusyWaits` deadlines. Once leased, the work
+/// runs to its end.
 final class ConnectionWait<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
@@ -273,7 +279,7 @@ final class ConnectionWait<T: Sendable>: Sendable {
             }
         }
         let timer = Task {
-            while true {
+            for _ in 0..<PostgresIndexLimits.maximumBusyWaits {
                 do { try await Task.sleep(for: .milliseconds(waitMillis)) } catch { return }
                 if self.state.withLockedValue({ $0.leased || $0.finished }) { return }
                 if !busy() { break }

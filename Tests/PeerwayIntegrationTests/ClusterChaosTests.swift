@@ -6,7 +6,7 @@ import Testing
 
 /// Issue 12's chaos test with real processes: three `peerway supernode --cluster` on loopback
 /// sharing one PostgreSQL; one of them is killed with SIGKILL while peers exchange messages.
-@Suite("Network of supernodes: kill -9 of one of three under load", .serialized)
+@Suite("Network of supernodes: kill -9 of one of three under load", .serialized, .timeLimit(.minutes(4)))
 struct ClusterChaosTests {
     /// Keepalive of every supernode and peer here: failover is due within two of them. A peer
     /// notices a dead supernode when a keepalive goes unanswered for half an interval (7.5 s,

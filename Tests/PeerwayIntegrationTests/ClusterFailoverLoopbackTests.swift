@@ -7,7 +7,7 @@ import Testing
 /// Issue 12, clients: a peer given ONE supernode address learns the network's others from its
 /// registration and, when its supernode goes, registers on one of them by itself; the peers of
 /// the supernode that went spread over the rest (each has its own failover order).
-@Suite("A network of supernodes on loopback: peers learn the others and fail over", .serialized)
+@Suite("A network of supernodes on loopback: peers learn the others and fail over", .serialized, .timeLimit(.minutes(4)))
 struct ClusterFailoverLoopbackTests {
     /// Peers started on supernode 0 only.
     static let peers = 24

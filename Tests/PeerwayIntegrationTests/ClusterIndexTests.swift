@@ -68,7 +68,7 @@ extension EventLog {
 }
 
 /// Issue 12: "presence and network watches work whichever supernodes the members are on".
-@Suite("INDEX across a network of supernodes: network watches", .serialized)
+@Suite("INDEX across a network of supernodes: network watches", .serialized, .timeLimit(.minutes(4)))
 struct ClusterIndexTests {
     /// Longest wait for one notice to reach every watcher.
     static let noticeTimeout: Duration = .seconds(20)

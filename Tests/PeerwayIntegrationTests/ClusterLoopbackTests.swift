@@ -8,7 +8,7 @@ import Testing
 
 /// Issue 12 on loopback: three `Supernode`s in this process sharing one throwaway PostgreSQL (the
 /// membership and the INDEX), peers on different supernodes acting as if there were one.
-@Suite("A network of three supernodes on loopback, one PostgreSQL", .serialized)
+@Suite("A network of three supernodes on loopback, one PostgreSQL", .serialized, .timeLimit(.minutes(4)))
 struct ClusterLoopbackTests {
     /// Supernode n on 127.0.0.(n+1), every service, the cluster and the INDEX in PostgreSQL.
     static func network(_ url: String, count: Int = 3) async throws -> [Supernode] {

@@ -7,7 +7,7 @@ import Testing
 
 /// Issue 12: "PostgreSQL stopped for a minute: supernodes keep serving their own peers and what
 /// they can of the rest, say clearly what is unavailable, and recover by themselves when it is back."
-@Suite("A network of supernodes while its PostgreSQL is stopped for a minute", .serialized)
+@Suite("A network of supernodes while its PostgreSQL is stopped for a minute", .serialized, .timeLimit(.minutes(4)))
 struct ClusterOutageTests {
     /// How long PostgreSQL stays stopped.
     static let outage: Duration = .seconds(60)

@@ -92,7 +92,12 @@ struct STUNInteropTests {
         #expect(json["mappingBehavior"] as? String == "endpointIndependent")
         #expect(json["filteringBehavior"] as? String == "endpointIndependent")
 
-        // SIGTERM stops the supernode gracefully.
+        // SIGTERM stops the supernode gracefully, once it has started (its STUN pair answers
+        // before the rest is up; a signal before the handler is installed kills it).
+        let started = ContinuousClock.now
+        while !FileManager.default.fileExists(atPath: dataDir + "/address"), ContinuousClock.now - started < .seconds(20) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         supernode.terminate()
         supernode.waitUntilExit()
         #expect(supernode.terminationStatus == 0)
