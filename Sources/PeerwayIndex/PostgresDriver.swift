@@ -32,42 +32,26 @@ public enum PostgresIndexLimits {
 /// failure), and the next call after it starts a fresh pool: the old one may be deep in its
 /// reconnection backoff when the server comes back, the fresh one connects at once.
 final class PostgresDriver: SQLDriver, Sendable {
-    /// One `PostgresClient` and the task running it.
-    final class Pool: Sendable {
-        let client: PostgresClient
-        let running: Task<Void, Never>
-
-        init(configuration: PostgresClient.Configuration, logger: Logger) {
-            let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-            self.client = client
-            running = Task { await client.run() }
-        }
-    }
-
     private struct State: Sendable {
-        var pool: Pool?
-        /// The pool failed to reach the server: the next call replaces it.
-        var stale = false
-        var closed = false
         /// Calls holding a connection now (a wait with some is a busy pool, not an outage).
         var working = 0
         /// Why the database is unreachable, and until when calls fail at once with it.
         var unreachable: (why: String, until: NIODeadline)?
     }
 
-    let configuration: PostgresClient.Configuration
+    /// The connections (renewed after an outage).
+    let pool: RenewablePostgresPool
     let threads: NIOThreadPool
     let logger: Logger
     /// host:port/database, for the operator's log (never in peers' messages).
-    let location: String
+    var location: String { pool.location }
     private let state = NIOLockedValueBox(State())
 
     init(configuration: PostgresClient.Configuration, threads count: Int, logger: Logger) {
         var configuration = configuration
         configuration.options.connectTimeout = .milliseconds(Int64(PostgresIndexLimits.connectionWaitMillis))
-        self.configuration = configuration
+        pool = RenewablePostgresPool(configuration: configuration, logger: logger)
         self.logger = logger
-        location = "\(configuration.host ?? "?"):\(configuration.port ?? 5432)/\(configuration.database ?? configuration.username)"
         threads = NIOThreadPool(numberOfThreads: count)
         threads.start()
     }
@@ -116,13 +100,7 @@ final class PostgresDriver: SQLDriver, Sendable {
     }
 
     func close() async {
-        let pool = state.withLockedValue { state -> Pool? in
-            state.closed = true
-            defer { state.pool = nil }
-            return state.pool
-        }
-        pool?.running.cancel()
-        await pool?.running.value
+        await pool.close()
         try? await threads.shutdownGracefully()
     }
 
@@ -132,10 +110,10 @@ final class PostgresDriver: SQLDriver, Sendable {
     /// within `waitMillis` while no other call holds one (or at once, shortly after such a failure).
     private func withConnection<T: Sendable>(waitMillis: Int,
                                              _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let pool = try currentPool()
+        let generation = try currentPool()
         do {
             let result = try await ConnectionWait<T>.run(waitMillis: waitMillis, busy: { [state] in state.withLockedValue { $0.working > 0 } }) { leased in
-                try await pool.client.withConnection { connection in
+                try await generation.client.withConnection { connection in
                     guard leased() else { throw CancellationError() }
                     self.state.withLockedValue { $0.working += 1 }
                     defer { self.state.withLockedValue { $0.working -= 1 } }
@@ -149,30 +127,17 @@ final class PostgresDriver: SQLDriver, Sendable {
                 if !(error is CancellationError) { answered() }
                 throw error
             }
-            failed(pool, why: why)
+            failed(generation, why: why)
             throw IndexError.unreachable(why)
         }
     }
 
-    /// The pool to use, or the reason calls fail at once: a new pool when there is none or it is
-    /// stale (the stale one is shut down).
-    private func currentPool() throws -> Pool {
-        let configuration = self.configuration
-        let logger = self.logger
+    /// The pool to use, or the reason calls fail at once (closed, or unreachable a moment ago).
+    private func currentPool() throws -> RenewablePostgresPool.Generation {
         let now = NIODeadline.now()
-        let (pool, retired, refusal) = state.withLockedValue { state -> (Pool?, Pool?, IndexError?) in
-            if state.closed { return (nil, nil, .closed) }
-            if let down = state.unreachable, now < down.until { return (nil, nil, .unreachable(down.why)) }
-            if let pool = state.pool, !state.stale { return (pool, nil, nil) }
-            let retired = state.pool
-            let fresh = Pool(configuration: configuration, logger: logger)
-            state.pool = fresh
-            state.stale = false
-            return (fresh, retired, nil)
-        }
-        retired?.running.cancel()
-        if let refusal { throw refusal }
-        return pool!
+        if let down = state.withLockedValue({ $0.unreachable }), now < down.until { throw IndexError.unreachable(down.why) }
+        guard let generation = pool.current() else { throw IndexError.closed }
+        return generation
     }
 
     /// A call went through (the server answered, whatever it said).
@@ -184,10 +149,10 @@ final class PostgresDriver: SQLDriver, Sendable {
         if let was { logger.notice("INDEX database answers again", metadata: ["database": "\(location)", "was": "\(was)"]) }
     }
 
-    private func failed(_ pool: Pool, why: String) {
+    private func failed(_ generation: RenewablePostgresPool.Generation, why: String) {
         let until = NIODeadline.now() + .milliseconds(Int64(PostgresIndexLimits.unreachableRetryMillis))
+        pool.retire(generation)
         let first = state.withLockedValue { state -> Bool in
-            if state.pool === pool { state.stale = true }
             defer { state.unreachable = (why, until) }
             return state.unreachable == nil
         }

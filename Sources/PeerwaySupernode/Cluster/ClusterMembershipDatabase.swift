@@ -1,4 +1,5 @@
 import Logging
+import PeerwayIndex
 import NIOConcurrencyHelpers
 import NIOCore
 import PostgresNIO
@@ -13,87 +14,35 @@ import PostgresNIO
 ///   the server comes back; so after an `.unreachable` failure the next call starts a fresh pool
 ///   (the old one is shut down), whose first connection attempt is immediate.
 final class ClusterMembershipDatabase: Sendable {
-    /// One `PostgresClient` and the task running it.
-    final class Pool: Sendable {
-        let client: PostgresClient
-        let running: Task<Void, Never>
-
-        init(configuration: PostgresClient.Configuration, logger: Logger) {
-            let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-            self.client = client
-            running = Task { await client.run() }
-        }
-    }
-
-    private struct State: Sendable {
-        var pool: Pool?
-        /// The pool failed to reach the server: the next call replaces it.
-        var stale = false
-        var closed = false
-    }
-
-    let configuration: PostgresClient.Configuration
-    let logger: Logger
+    /// The connections (renewed after an outage).
+    let pool: RenewablePostgresPool
     /// Where the database is, for messages (no password).
-    let location: String
-    private let state = NIOLockedValueBox(State())
+    var location: String { pool.location }
 
     init(configuration: PostgresClient.Configuration, logger: Logger) {
         var configuration = configuration
         configuration.options.maximumConnections = ClusterLimits.maximumConnections
         configuration.options.connectTimeout = .milliseconds(ClusterLimits.callTimeoutMillis)
-        self.configuration = configuration
-        self.logger = logger
-        location = "\(configuration.host ?? "?"):\(configuration.port ?? 5432)/\(configuration.database ?? configuration.username)"
+        pool = RenewablePostgresPool(configuration: configuration, logger: logger)
     }
 
     /// Runs `body` on the current pool, failing with `.unreachable` once `timeoutMillis` have
     /// passed (waiting for a connection included).
     func run<T: Sendable>(timeoutMillis: Int = ClusterLimits.callTimeoutMillis,
                           _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws(ClusterMembershipError) -> T {
-        let pool = try currentPool()
+        guard let generation = pool.current() else { throw .closed }
         do {
-            return try await ClusterDeadline<T>.run(milliseconds: timeoutMillis) { try await body(pool.client) }
+            return try await ClusterDeadline<T>.run(milliseconds: timeoutMillis) { try await body(generation.client) }
         } catch {
             let failure = classify(error, timeoutMillis: timeoutMillis)
-            if case .unreachable = failure {
-                state.withLockedValue { state in
-                    if state.pool === pool { state.stale = true }
-                }
-            }
+            if case .unreachable = failure { pool.retire(generation) }
             throw failure
         }
     }
 
-    /// The pool to use: the current one, or a new one when there is none or it is stale (the
-    /// stale one is shut down).
-    private func currentPool() throws(ClusterMembershipError) -> Pool {
-        let configuration = self.configuration
-        let logger = self.logger
-        let (pool, retired) = state.withLockedValue { state -> (Pool?, Pool?) in
-            guard !state.closed else { return (nil, nil) }
-            if let pool = state.pool, !state.stale { return (pool, nil) }
-            let retired = state.pool
-            let fresh = Pool(configuration: configuration, logger: logger)
-            state.pool = fresh
-            state.stale = false
-            return (fresh, retired)
-        }
-        retired?.running.cancel()
-        guard let pool else { throw .closed }
-        return pool
-    }
-
     /// Later calls throw `.closed`; waits for the pool to shut down.
     func close() async {
-        let pool = state.withLockedValue { state -> Pool? in
-            state.closed = true
-            defer { state.pool = nil }
-            return state.pool
-        }
-        guard let pool else { return }
-        pool.running.cancel()
-        await pool.running.value
+        await pool.close()
     }
 
     // MARK: Errors
