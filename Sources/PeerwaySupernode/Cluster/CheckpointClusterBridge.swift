@@ -51,7 +51,6 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
     /// match when its grace ends.
     private let links = NIOLockedValueBox<[ClusterNode: (up: Bool, generation: UInt64)]>([:])
     private let graceMillis: Int
-    private let lastMembers = NIOLockedValueBox<[SupernodeAddress]?>(nil)
     private let logger: Logger
 
     /// - Parameter linkGraceMillis: how long a supernode whose link went down has to come back
@@ -115,15 +114,10 @@ public final class CheckpointClusterBridge: @unchecked Sendable {
     }
 
     /// The other live members of the network, at each refresh of the membership: registering
-    /// peers learn them as their failover list (ClusterFailover.swift). Sent on only when the
-    /// list changed.
+    /// peers learn them as their failover list (ClusterFailover.swift; the machine tells peers
+    /// only when the list changed).
     public func membersChanged(_ others: [SupernodeAddress]) {
-        let changed = lastMembers.withLockedValue { last -> Bool in
-            guard last != others else { return false }
-            last = others
-            return true
-        }
-        if changed { enqueue(.supernodes(others)) }
+        enqueue(.supernodes(others))
     }
 
     // MARK: - On the checkpoint's thread
