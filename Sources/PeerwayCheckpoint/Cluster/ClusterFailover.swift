@@ -34,8 +34,9 @@ extension CheckpointMachine {
 
     /// The answer to a keepalive: the observed endpoint, and the peer's list of the other
     /// supernodes when it changed since the peer was last told (once per change per peer).
+    /// - Precondition: session `sid` exists (its keepalive is being answered).
     mutating func keepaliveAck(session sid: UInt64) -> ControlFrame {
-        guard var session = sessions[sid] else { return .keepaliveAck(observed: PeerEndpoint(ip: .v4(0), port: 0)) }
+        var session = sessions[sid]!
         guard session.supernodesGeneration != networkSupernodesGeneration, let peer = session.peer else {
             return .keepaliveAck(observed: session.endpoint)
         }
