@@ -4,7 +4,7 @@ import Foundation
 public enum LabMatrixReport {
     /// The table columns and their widths.
     static let columns: [(String, Int)] = [
-        ("pair", 38), ("transport", 10), ("path", 9), ("method", 24), ("p50 ms", 8), ("success", 9), ("aioice direct", 15), ("result", 6),
+        ("pair", 38), ("transport", 10), ("path", 9), ("method", 24), ("1st ms", 8), ("direct ms", 10), ("success", 9), ("aioice direct", 15), ("result", 6),
     ]
 
     static func percent(_ rate: Double?) -> String { rate.map { String(format: "%.1f%%", $0 * 100) } ?? "n/a" }
@@ -34,7 +34,7 @@ public enum LabMatrixReport {
             let success = row.skipped != nil ? "skipped" : summary.dryRun ? "-" : "\(row.successes)/\(row.tries)"
             let result = row.failures(dryRun: summary.dryRun).isEmpty ? "pass" : "FAIL"
             lines.append(line([row.pair.description, row.transport.rawValue, path, methods, milliseconds(row.p50Milliseconds),
-                               success, aioice, result]))
+                               milliseconds(row.p50DirectMilliseconds), success, aioice, result]))
         }
         lines.append("")
         for failure in summary.failures { lines.append("  " + failure) }
@@ -69,6 +69,8 @@ public enum LabMatrixReport {
         public var path: String
         public var methods: [String]
         public var p50Ms: Double?
+        /// Median time to the move onto a direct path (relay first), over the tries that moved.
+        public var p50DirectMs: Double?
         public var aioiceTries: Int?
         public var aioiceDirect: Int?
         public var aioiceTypes: [String]?
@@ -80,7 +82,7 @@ public enum LabMatrixReport {
 
         enum CodingKeys: String, CodingKey {
             case kind, pair, a, b, sameNAT = "same_nat", initiator, acceptor, transport, tries, successes, direct,
-                 directExpected = "direct_expected", manyPortExpected = "many_port_expected", path, methods, p50Ms = "p50_ms",
+                 directExpected = "direct_expected", manyPortExpected = "many_port_expected", path, methods, p50Ms = "p50_ms", p50DirectMs = "p50_direct_ms",
                  aioiceTries = "aioice_tries", aioiceDirect = "aioice_direct", aioiceTypes = "aioice_types", skipped, pass, failures,
                  attempts, aioiceAttempts = "aioice_attempts"
         }
@@ -101,6 +103,7 @@ public enum LabMatrixReport {
             path = row.path
             methods = row.methods
             p50Ms = row.p50Milliseconds
+            p50DirectMs = row.p50DirectMilliseconds
             aioiceTries = row.aioice.map { _ in row.aioiceTries }
             aioiceDirect = row.aioice.map { _ in row.aioiceDirect }
             aioiceTypes = row.aioice.map { _ in row.aioiceTypes }

@@ -48,6 +48,8 @@ public struct LabMatrixRow: Hashable, Sendable {
     /// Median time to tunnel of the tries that connected (nearest rank: the lower middle of an
     /// even count).
     public var p50Milliseconds: Double? { LabMatrixRow.percentile(tunnels.filter(\.connected).compactMap(\.ms), 50) }
+    /// Median time from the connect to the move onto a direct path, over the tries that moved.
+    public var p50DirectMilliseconds: Double? { LabMatrixRow.percentile(tunnels.filter(\.connected).compactMap(\.directMs), 50) }
 
     public var aioiceTries: Int { aioice?.count ?? 0 }
     public var aioiceDirect: Int { aioice?.filter(\.connected).count ?? 0 }

@@ -76,8 +76,19 @@ public struct LabPeerEvent: Decodable, Hashable, Sendable {
     public var accepted: Bool?
     public var reason: String?
     public var observed: String?
+    /// `path` events: `direct`, `relayed`, `new-address` or `direct-abandoned`.
+    public var change: String?
+    /// `path` events: from the connect to the first direct path.
+    public var directMs: Double?
+    /// `tunnel` events: the tunnel started on the relay and still looks for a direct path.
+    public var upgrading: Bool?
 
     public init(event: String) { self.event = event }
+
+    enum CodingKeys: String, CodingKey {
+        case event, id, peer, transport, path, method, ms, encrypted, role, bytes, ok, mbps, error, message, command, accepted,
+             reason, observed, change, upgrading, directMs = "direct_ms"
+    }
 
     /// The event of one output line, or nil when it is not a JSON object with an "event".
     public static func parse(_ line: String) -> LabPeerEvent? {
@@ -94,8 +105,12 @@ public struct LabTunnelOutcome: Codable, Hashable, Sendable {
     public var path: String?
     /// How it was found: `lan`, `hairpin`, `punch`, `predict`, `many-port`, `tcp-simultaneous-open`, `relay`.
     public var method: String?
-    /// Time to tunnel, as the initiator measured it.
+    /// Time to tunnel (to its first path, when the first byte can flow), as the initiator measured it.
     public var ms: Double?
+    /// The path the tunnel started on (`relayed` when it started on the relay and moved).
+    public var firstPath: String?
+    /// From the connect to the move onto a direct path (nil: it started direct, or never moved).
+    public var directMs: Double?
     public var encrypted: Bool?
     /// The echo of `LabMatrix.echoBytes` came back intact (nil: not tried).
     public var echoed: Bool?
@@ -136,8 +151,13 @@ public enum LabMatrixTrial {
         public var close: TimeInterval = 5
         /// How long the acceptor's own `closed` may lag (best effort: a peer may not print one).
         public var acceptorClose: TimeInterval = 1
+        /// From the tunnel on the relay to its move onto a direct path, or to the direct search
+        /// giving up (the longest direct window, its grace, and slack).
+        public var direct: TimeInterval = 25
 
-        public init(tunnel: TimeInterval = 30, echo: TimeInterval = 20, close: TimeInterval = 5, acceptorClose: TimeInterval = 1) {
+        public init(tunnel: TimeInterval = 30, echo: TimeInterval = 20, close: TimeInterval = 5, acceptorClose: TimeInterval = 1,
+                    direct: TimeInterval = 25) {
+            self.direct = direct
             self.tunnel = tunnel
             self.echo = echo
             self.close = close
@@ -175,6 +195,8 @@ public enum LabMatrixTrial {
             return LabTunnelOutcome(connected: false, error: error)
         }
         var outcome = LabTunnelOutcome(connected: true, path: answer.path, method: answer.method, ms: answer.ms, encrypted: answer.encrypted)
+        outcome.firstPath = answer.path
+        let connectCursor = cursor
 
         cursor = out.count
         initiator.send("send-bytes \(acceptorID) \(bytes)")
@@ -189,6 +211,20 @@ public enum LabMatrixTrial {
             outcome.echoed = false
             outcome.error = echo.map { "echo of \(bytes) bytes failed: \($0.error ?? $0.message ?? "not ok")" }
                 ?? "no echo of \(bytes) bytes within \(Int(timeouts.echo)) s"
+        }
+
+        // Relay first: the move to a direct path (or the search giving up), which the echo may
+        // already have run across.
+        if answer.path == "relayed" && answer.upgrading == true {
+            let settled = out.wait(after: connectCursor, timeout: timeouts.direct) { line -> LabPeerEvent? in
+                guard let e = LabPeerEvent.parse(line), e.event == "path", e.peer == acceptorID else { return nil }
+                return e.change == "direct" || e.change == "direct-abandoned" ? e : nil
+            }
+            if let settled, settled.change == "direct" {
+                outcome.path = "direct"
+                outcome.method = settled.method
+                outcome.directMs = settled.directMs
+            }
         }
 
         cursor = out.count

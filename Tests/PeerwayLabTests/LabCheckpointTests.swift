@@ -102,7 +102,9 @@ final class LabCheckpointScene: @unchecked Sendable {
 
     /// `peerway lab up ARGS`, then a supernode (no STUN pair; `supernode`: more of its options) on
     /// the public host.
-    static func start(_ labArguments: [String], supernode extra: [String] = []) async throws -> LabCheckpointScene {
+    /// `stun`: the supernode of `peerway lab matrix` instead (STUN pair, relay, shared TCP port),
+    /// so peers find direct paths.
+    static func start(_ labArguments: [String], supernode extra: [String] = [], stun: Bool = false) async throws -> LabCheckpointScene {
         let up = try LabVerifyTests.peerway(["lab", "up"] + labArguments)
         guard up.status == 0 else {
             _ = try? LabVerifyTests.peerway(["lab", "down"])
@@ -111,8 +113,10 @@ final class LabCheckpointScene: @unchecked Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pw-lab-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let peerway = LabVerifyTests.peerway
-        let supernode = try LabProcess(peerway, ["lab", "exec", "public", "--", peerway, "supernode", "--no-stun",
-                                                 "--listen", LabVerifyTests.labCheckpoint, "--data-dir", directory + "/sn"] + extra,
+        let arguments = stun
+            ? LabMatrix.supernodeArguments(dataDirectory: directory + "/sn").flatMap { [$0.flag, $0.value] }
+            : ["--no-stun", "--listen", LabVerifyTests.labCheckpoint, "--data-dir", directory + "/sn"]
+        let supernode = try LabProcess(peerway, ["lab", "exec", "public", "--", peerway, "supernode"] + arguments + extra,
                                        output: directory + "/sn.log")
         guard let address = await LabProcess.waitForFile(directory + "/sn/address") else {
             let log = supernode.text

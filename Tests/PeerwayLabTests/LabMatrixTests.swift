@@ -146,8 +146,25 @@ struct LabMatrixTests {
     func trialSucceeds() {
         let (a, b) = FakePeer.pair(tunnel: #"{"event":"tunnel","peer":"B","transport":"udp","path":"direct","method":"punch","ms":123,"encrypted":true,"role":"initiator"}"#)
         let outcome = LabMatrixTrial.run(initiator: a, acceptor: b, acceptorID: "B", initiatorID: "A", transport: .udp, timeouts: Self.quick)
-        #expect(outcome == LabTunnelOutcome(connected: true, path: "direct", method: "punch", ms: 123, encrypted: true, echoed: true, mbps: 40, closed: true))
+        var expected = LabTunnelOutcome(connected: true, path: "direct", method: "punch", ms: 123, encrypted: true, echoed: true, mbps: 40, closed: true)
+        expected.firstPath = "direct"
+        #expect(outcome == expected)
         #expect(outcome.succeeded && outcome.direct)
+    }
+
+    @Test("a relay-first try: the tunnel starts relayed, the echo runs, the move to direct is recorded with its time")
+    func trialMoves() {
+        let tunnel = #"{"event":"tunnel","peer":"B","transport":"udp","path":"relayed","method":"relay","ms":180,"encrypted":true,"role":"initiator","upgrading":true}"#
+        let moved = #"{"event":"path","peer":"B","change":"direct","path":"direct","method":"predict","direct_ms":640}"#
+        let (a, b) = FakePeer.pair(tunnel: tunnel, echo: #"{"event":"send-bytes","peer":"B","bytes":65536,"ok":true,"ms":13,"mbps":40}"# + "\n" + moved)
+        let outcome = LabMatrixTrial.run(initiator: a, acceptor: b, acceptorID: "B", initiatorID: "A", transport: .udp, timeouts: Self.quick)
+        #expect(outcome.firstPath == "relayed" && outcome.path == "direct" && outcome.method == "predict")
+        #expect(outcome.ms == 180 && outcome.directMs == 640 && outcome.direct)
+        // A relayed start that gives direct up stays relayed; one that cannot move is not waited for.
+        let gaveUp = #"{"event":"path","peer":"B","change":"direct-abandoned","path":"relayed","method":"relay"}"#
+        let (c, d) = FakePeer.pair(tunnel: tunnel, echo: #"{"event":"send-bytes","peer":"B","bytes":65536,"ok":true}"# + "\n" + gaveUp)
+        let stays = LabMatrixTrial.run(initiator: c, acceptor: d, acceptorID: "B", initiatorID: "A", transport: .udp, timeouts: Self.quick)
+        #expect(stays.succeeded && stays.path == "relayed" && stays.directMs == nil)
         #expect(a.received == ["connect B udp", "send-bytes B 65536", "close B"])
     }
 
@@ -247,7 +264,7 @@ struct LabMatrixTests {
         let table = LabMatrixReport.table(rows, summary: summary)
         let lines = table.split(separator: "\n").map(String.init)
         #expect(lines[0].hasPrefix("pair") && lines[0].contains("transport") && lines[0].contains("path") && lines[0].contains("method")
-                && lines[0].contains("p50 ms") && lines[0].contains("success") && lines[0].contains("aioice direct"))
+                && lines[0].contains("1st ms") && lines[0].contains("direct ms") && lines[0].contains("success") && lines[0].contains("aioice direct"))
         #expect(lines[1].hasPrefix("full-cone/symmetric") && lines[1].contains("udp") && lines[1].contains("direct")
                 && lines[1].contains("punch") && lines[1].contains("150") && lines[1].contains("2/2") && lines[1].contains("0/2")
                 && lines[1].hasSuffix("pass"))
@@ -308,7 +325,7 @@ struct LabMatrixTests {
         #expect((try? String(contentsOfFile: log, encoding: .utf8))?.contains("second") == true)
     }
 
-    static let quick = LabMatrixTrial.Timeouts(tunnel: 0.5, echo: 0.5, close: 0.2)
+    static let quick = LabMatrixTrial.Timeouts(tunnel: 0.5, echo: 0.5, close: 0.2, direct: 0.5)
 }
 
 /// Records which sites are in use at once (the executor test).
@@ -347,13 +364,14 @@ final class FakePeer: LabLineLink, @unchecked Sendable {
     let answer: @Sendable (String) -> [String]
 
     init(answer: @escaping @Sendable (String) -> [String]) { self.answer = answer }
+    // An answer may hold several lines, separated by newlines.
 
     var received: [String] { lock.withLock { log } }
 
     func send(_ line: String) {
         lock.withLock { log.append(line) }
         output.append(#"{"event":"noise","peer":"B"}"#)
-        answer(line).forEach(output.append)
+        answer(line).flatMap { $0.split(separator: "\n").map(String.init) }.forEach(output.append)
     }
 
     /// An initiator answering with `tunnel` (nil: silence) and `echo`, and an acceptor.

@@ -26,6 +26,9 @@ public struct TunnelOptions: Sendable {
     public var portMapping = true
     /// The HTTP proxy the relay's TCP splice goes through; `nil`: the peer's (`PeerOptions.proxy`).
     public var proxy: ProxySetting?
+    /// When the tunnel is handed over: relay first (the default) or after the direct window.
+    /// Either way an encrypted UDP tunnel's paths are watched and it moves between them.
+    public var start: TunnelStart = .relayFirst
 
     public init(encrypted: Bool = true, planTimeout: TimeAmount = TunnelOptions.defaultPlanTimeout, bindHost: String? = nil,
                 directPaths: Bool = true) {
@@ -85,6 +88,7 @@ extension Peer {
                           options: TunnelOptions, started: ContinuousClock.Instant) async throws(PeerError) -> Tunnel {
         let initiator = role == .initiator ? id : other
         let acceptor = role == .initiator ? other : id
+        let debug = TraversalDebug(role: role, started: started)
         let bindIP: STUNAddress.IP
         if let host = options.bindHost {
             guard let ip = STUNAddress.parseIP(Substring(host)) else { throw .invalidArgument("tunnel bind host '\(host)' is not an IP address") }
@@ -109,8 +113,10 @@ extension Peer {
         let stun = stunServer
         let reflexive = await runOnOwnThread(name: "peerway-stun") { UDPTraversal.reflexiveAddress(socket: udp, server: stun) }
         // No STUN answer: UDP does not get out; the NAT measurement would only time out too.
+        debug.note("reflexive address \(reflexive.map(\.description) ?? "none")")
         var profile = reflexive == nil ? NATProfile.unknown : await nat.profile(waitingAtMost: TunnelOptions.natProfileWait)
         profile.udpBlocked = reflexive == nil
+        debug.note("NAT profile")
 
         let local = udp.localAddress ?? bindAddress
         var candidates = PeerNetwork.hostCandidates(bound: local).prefix(6).map {
@@ -124,6 +130,7 @@ extension Peer {
            mapping.external.ip == reflexive.ip {
             candidates.append(TraversalCandidate(kind: .mapped, transport: .udp, endpoint: mapping.external))
         }
+        debug.note("port mapping")
         if transport == .tcp {
             do { tcpListener = try TunnelSocket.tcp(bound: bindAddress) } catch { throw .bindFailed(host: "\(bindIP)", port: 0, reason: "\(error)") }
             let tcpLocal = tcpListener!.localAddress ?? bindAddress
@@ -156,9 +163,11 @@ extension Peer {
             }
         }
         let key = TraversalRegistry.Key(initiator: initiator, acceptor: acceptor, requestID: requestID)
+        debug.note("offer sent")
         guard var plan = await driver.traversals.wait(for: key, timeout: options.planTimeout) else {
             throw .timedOut("the HANDSHAKE's traversal plan")
         }
+        debug.note("plan")
         if !options.directPaths {
             plan.targets = []
             plan.spray = nil
@@ -189,12 +198,13 @@ extension Peer {
             tunnel = try await TCPTraversal.relayed(plan: plan, role: role, keys: keys, peer: other, datagrams: true,
                                                     options: options, started: started)
         case .udp:
+            let relayFirst = options.encrypted && options.start == .relayFirst
             let result = await runOnOwnThread(name: "peerway-traversal") {
-                UDPTraversal.run(plan: finalPlan, role: role, keys: keys, first: udp, bindAddress: bindAddress)
+                UDPTraversal.run(plan: finalPlan, role: role, keys: keys, first: udp, bindAddress: bindAddress, relayFirst: relayFirst)
             }
             switch result {
             case .success(let outcome):
-                keep = outcome.socket
+                keep = outcome.sockets.contains { $0.fd == udp.fd } ? udp : outcome.socket
                 do {
                     tunnel = try Tunnel.udp(outcome: outcome, peer: other, role: role, keys: keys, encrypted: options.encrypted,
                                             setupTime: ContinuousClock.now - started)
@@ -221,8 +231,10 @@ extension Peer {
                 throw error
             }
         }
-        report(plan, role: role, path: tunnel.path, method: tunnel.method, started: started)
-        if let portMap, tunnel.path == .direct, candidates.contains(where: { $0.kind == .mapped }) {
+        debug.note("tunnel \(tunnel.path) by \(tunnel.method)")
+        // A relay-first tunnel is reported once it settled (moved to direct, or gave direct up).
+        tunnel.whenSettled { [weak self] path, method in self?.report(finalPlan, role: role, path: path, method: method, started: started) }
+        if let portMap, tunnel.path == .direct || tunnel.isUpgrading, candidates.contains(where: { $0.kind == .mapped }) {
             // Kept (and renewed) while the tunnel lives; deleted when it closes.
             tunnel.keep(portMap)
             keepPortMap = true

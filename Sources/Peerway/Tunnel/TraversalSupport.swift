@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import PeerwayCheckpoint
@@ -147,5 +148,20 @@ final class NATProfileCache: Sendable {
         p.preservesPort = report.portPreserved
         p.hairpins = report.hairpinning ?? false
         return p
+    }
+}
+
+/// With `PEERWAY_DEBUG_TRAVERSAL` set, prints each step of a traversal's setup and when it
+/// happened (milliseconds since the connect or accept) to standard error.
+struct TraversalDebug: Sendable {
+    let role: TraversalRole
+    let started: ContinuousClock.Instant
+    let enabled = ProcessInfo.processInfo.environment["PEERWAY_DEBUG_TRAVERSAL"] != nil
+
+    func note(_ step: @autoclosure () -> String) {
+        guard enabled else { return }
+        let elapsed = ContinuousClock.now - started
+        let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        FileHandle.standardError.write(Data("traversal \(role) +\(ms) ms: \(step())\n".utf8))
     }
 }

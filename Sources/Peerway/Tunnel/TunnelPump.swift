@@ -6,14 +6,12 @@ import PeerwayTunnel
 import Glibc
 #endif
 
-/// Moves a tunnel's payload between the application's end of a socket pair and the network
-/// socket, sealing and opening records (docs/traversal-protocol.md, Encrypted records), on a
-/// thread of its own. It also answers the other side's late path probes (a lost `selectAck` is
-/// asked for again) and keeps the NAT mappings alive with a keepalive when the tunnel is idle.
+/// Moves a TCP-carried tunnel's payload between the application's end of a socket pair and the
+/// network connection, sealing and opening records (docs/traversal-protocol.md, Encrypted
+/// records), on a thread of its own. (A UDP tunnel over UDP has `UDPTunnelPump`, which also
+/// moves it between paths.)
 final class TunnelPump: @unchecked Sendable {
     enum Mode {
-        /// UDP network socket, datagram application socket: one record per datagram.
-        case datagram
         /// TCP network socket, stream application socket: a record stream.
         case stream
         /// TCP network socket (the relay's splice), datagram application socket: one record per datagram.
@@ -22,8 +20,6 @@ final class TunnelPump: @unchecked Sendable {
         case rawDatagramsOverStream
     }
 
-    /// Seconds without anything sent after which a keepalive goes out (inside common NAT UDP timeouts).
-    static let keepaliveSeconds = 15
     /// Largest datagram read from either side.
     static let bufferBytes = 65_536
     /// Bytes read from a stream at once (at most one record's plaintext).
@@ -34,8 +30,6 @@ final class TunnelPump: @unchecked Sendable {
     private let app: TunnelSocket
     private var crypto: TunnelRecordCrypto
     private let wake: (read: Int32, write: Int32)
-    /// The network socket's peer (it is connected).
-    private let remote: PeerEndpoint?
     private let stopping = NSLock()
     private var stopRequested = false
     /// The thread ended and closed every descriptor (guarded by `stopping`).
@@ -46,7 +40,6 @@ final class TunnelPump: @unchecked Sendable {
         self.network = network
         self.app = app
         crypto = TunnelRecordCrypto(keys: keys)
-        remote = network.remoteAddress
         var fds: [Int32] = [0, 0]
         _ = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress) }
         for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
@@ -79,16 +72,12 @@ final class TunnelPump: @unchecked Sendable {
 
     private func run() {
         var buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
-        var lastSent = Date()
         network.makeBlocking()
         let debug = ProcessInfo.processInfo.environment["PEERWAY_DEBUG_TRAVERSAL"] != nil
         var fromApp = 0, fromNetwork = 0
         defer {
             if debug {
                 FileHandle.standardError.write(Data("tunnel pump \(mode) to \(network.remoteAddress.map(\.description) ?? "?"): \(fromApp) from the application, \(fromNetwork) from the network\n".utf8))
-            }
-            if mode == .datagram || mode == .stream || mode == .datagramsOverStream {
-                if let bye = crypto.closeRecord(stream: mode != .datagram) { writeNetwork(bye) }
             }
             network.close()
             app.close()
@@ -114,26 +103,19 @@ final class TunnelPump: @unchecked Sendable {
                 let record: [UInt8] = buffer.withUnsafeBytes { all in
                     let payload = UnsafeRawBufferPointer(rebasing: all[..<n])
                     switch mode {
-                    case .datagram: return crypto.sealDatagram(payload)
                     case .stream, .datagramsOverStream: return crypto.sealStream(payload)
                     case .rawDatagramsOverStream: return [UInt8(n >> 8), UInt8(n & 0xFF)] + Array(payload)
                     }
                 }
                 writeNetwork(record)
-                lastSent = Date()
             }
             if entries[1].revents != 0 {
                 let n = buffer.withUnsafeMutableBytes { recv(network.fd, $0.baseAddress, $0.count, 0) }
-                if n < 0 && (errno == ECONNREFUSED || errno == EINTR) { continue }  // ICMP noise on UDP
-                if n <= 0 && mode != .datagram { return }
-                if n <= 0 { continue }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
                 fromNetwork += 1
                 let handled = buffer.withUnsafeBytes { handleNetwork(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
                 if !handled { return }
-            }
-            if mode == .datagram && Date().timeIntervalSince(lastSent) >= Double(Self.keepaliveSeconds) {
-                writeNetwork(crypto.keepaliveDatagram())
-                lastSent = Date()
             }
         }
     }
@@ -141,16 +123,6 @@ final class TunnelPump: @unchecked Sendable {
     /// False when the other side closed the tunnel.
     private func handleNetwork(_ bytes: UnsafeRawBufferPointer) -> Bool {
         switch mode {
-        case .datagram:
-            if TunnelProbe.isProbe(bytes) {
-                if let answer = crypto.answerProbe(bytes, from: remote) { writeNetwork(answer) }
-                return true
-            }
-            switch crypto.openDatagram(bytes) {
-            case .data(let payload): writeApp(payload)
-            case .closed: return false
-            case .nothing: break
-            }
         case .stream, .datagramsOverStream:
             switch crypto.openStream(bytes) {
             case .records(let records): for r in records { writeApp(r) }
@@ -168,10 +140,9 @@ final class TunnelPump: @unchecked Sendable {
             let n = bytes.withUnsafeBytes { send(network.fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                return  // UDP: a refused datagram is a lost one; TCP: the reader sees the close
+                return  // the connection failed: the reader sees the close
             }
             offset += n
-            if mode == .datagram { return }
         }
     }
 

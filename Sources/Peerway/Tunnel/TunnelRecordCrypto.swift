@@ -1,12 +1,14 @@
 import PeerwayCheckpoint
 import PeerwayTunnel
 
-/// The pump's view of a tunnel's records: the ciphers of `PeerwayTunnel` for each direction,
-/// the stream decoder, the answer to late path probes, and raw datagram framing over a stream.
+/// The pumps' view of a tunnel's records: the ciphers of `PeerwayTunnel` for each direction, the
+/// stream decoder, and raw datagram framing over a stream.
 struct TunnelRecordCrypto {
     enum Opened {
         case data([UInt8])
-        /// A keepalive, a replay, a forgery: nothing for the application.
+        /// An authentic keepalive: nothing for the application, but the path works.
+        case keepalive
+        /// A replay, a forgery: nothing at all.
         case nothing
         /// The other side closed the tunnel.
         case closed
@@ -58,7 +60,7 @@ struct TunnelRecordCrypto {
         guard let record = try? datagrams.open(bytes) else { return .nothing }
         switch record.type {
         case .data: return .data(record.payload)
-        case .keepalive: return .nothing
+        case .keepalive: return .keepalive
         case .close: return .closed
         }
     }
@@ -85,20 +87,6 @@ struct TunnelRecordCrypto {
             return .closed
         }
         return .records(records)
-    }
-
-    /// Answers a late path probe of this tunnel (a `select` whose ack was lost, a `request`),
-    /// or nil for anything else.
-    /// `from`: where the probe came from (a response carries it; nil: no response is sent).
-    func answerProbe(_ bytes: UnsafeRawBufferPointer, from: PeerEndpoint?) -> [UInt8]? {
-        guard let probe = try? TunnelProbe.open(bytes, keys: keys) else { return nil }
-        switch probe.kind {
-        case .select: return TunnelProbe.seal(kind: .selectAck, txid: probe.txid, keys: keys)
-        case .request:
-            guard let from else { return nil }
-            return TunnelProbe.seal(kind: .response, txid: probe.txid, observed: from, keys: keys)
-        case .response, .selectAck: return nil
-        }
     }
 
     /// Raw datagrams over a stream: `length(2) payload` each; returns the complete ones.

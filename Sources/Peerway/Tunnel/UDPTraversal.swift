@@ -13,13 +13,20 @@ enum UDPTraversal {
     /// Largest datagram read while traversing.
     static let receiveBufferBytes = 2048
 
-    /// A traversal's result: the socket that won, the remote address, how.
+    /// A traversal's result: the socket that won, the remote address, how; relay first, also
+    /// the machine still probing for a direct path and every socket it probes from.
     struct Outcome: Sendable {
         var socket: TunnelSocket
         var remote: STUNAddress
         var method: TraversalMethod
         var path: TunnelPath
         var probesSent: Int
+        /// The machine as it was at `established` (not finished: relay first goes on probing).
+        var machine: UDPTraversalMachine
+        /// The winner alone, or (machine not finished) every socket, indexed as the machine's pairs.
+        var sockets: [TunnelSocket]
+        /// The relay token of the plan, when it had a readable one.
+        var relayToken: RelayToken?
     }
 
     /// Asks a STUN server for `socket`'s server-reflexive address (RFC 8489 Binding), retrying
@@ -54,9 +61,12 @@ enum UDPTraversal {
     /// Runs the traversal to its end. `first` is the socket whose reflexive address was offered
     /// (the caller keeps owning it); more sockets are opened on `bindAddress` if the plan asks for
     /// them, and closed here unless one of them won.
+    /// `relayFirst`: the first working path (normally the relay) ends the run; the outcome's
+    /// machine and sockets go on looking for a direct path in the tunnel's pump.
     static func run(plan: TraversalPlan, role: TraversalRole, keys: TunnelKeys, first: TunnelSocket,
-                    bindAddress: STUNAddress) -> Result<Outcome, PeerError> {
-        var machine = UDPTraversalMachine(role: role, plan: plan, nowMillis: UInt64(millis()), seed: UInt64.random(in: 1...UInt64.max))
+                    bindAddress: STUNAddress, relayFirst: Bool) -> Result<Outcome, PeerError> {
+        var machine = UDPTraversalMachine(role: role, plan: plan, nowMillis: UInt64(millis()), seed: UInt64.random(in: 1...UInt64.max),
+                                          relayFirst: relayFirst)
         let debug = ProcessInfo.processInfo.environment["PEERWAY_DEBUG_TRAVERSAL"] != nil
         var received = 0, opened = 0
         if debug {
@@ -74,11 +84,16 @@ enum UDPTraversal {
         let fds = sockets.map(\.fd)
         func finish(_ result: Result<Outcome, PeerError>) -> Result<Outcome, PeerError> {
             if debug {
-                FileHandle.standardError.write(Data("traversal \(role): done \(result) after \(machine.probesSent) probes sent, \(received) datagrams received, \(opened) probes opened\n".utf8))
+                let summary: String
+                switch result {
+                case .success(let o): summary = "\(o.path) by \(o.method) to \(o.remote)\(o.machine.isFinished ? "" : ", still looking for a direct path")"
+                case .failure(let e): summary = "failed: \(e)"
+                }
+                FileHandle.standardError.write(Data("traversal \(role): done, \(summary), after \(machine.probesSent) probes sent, \(received) datagrams received, \(opened) probes opened\n".utf8))
             }
             // `first` belongs to the caller (it closes it unless it won); the others are ours.
             for s in sockets.dropFirst() {
-                if case .success(let o) = result, o.socket.fd == s.fd { continue }
+                if case .success(let o) = result, o.sockets.contains(where: { $0.fd == s.fd }) { continue }
                 s.close()
             }
             return result
@@ -94,7 +109,10 @@ enum UDPTraversal {
                 case .established(let pair, let method, let path):
                     guard pair.socket < sockets.count else { return .failure(.traversalFailed("established on a socket that is gone")) }
                     return .success(Outcome(socket: sockets[pair.socket], remote: pair.remote, method: method, path: path,
-                                            probesSent: machine.probesSent))
+                                            probesSent: machine.probesSent, machine: machine,
+                                            sockets: machine.isFinished ? [sockets[pair.socket]] : sockets, relayToken: relayToken))
+                case .directAbandoned(let why):
+                    return .failure(.traversalFailed(why))
                 case .failed(let why):
                     return .failure(.traversalFailed(why))
                 }

@@ -13,6 +13,12 @@ import PeerwaySTUN
    window over ─►  the relay pair (bound since the start) joins, verified and selected the same way
    deadline ─►     failed
 
+ Relay first (`relayFirst`, the default for encrypted tunnels): the relay pair takes part from its
+ bind on, so the first verified path (normally the relay, after one relay round trip) is selected
+ and `established` at once; the machine then goes on probing the direct pairs until the direct
+ window ends. A direct pair verified and selected later is `established` again (the tunnel moves
+ onto it); a window that ends without one reports `directAbandoned` (the tunnel stays relayed).
+
  The machine sees probes already authenticated by the driver (which owns the keys and sockets);
  it decides what to send, from which socket, to whom, and when the tunnel is up.
 */
@@ -70,8 +76,11 @@ public struct UDPTraversalMachine: Sendable {
         case probe(ProbeKind, txid: UInt64, socket: Int, to: PeerEndpoint, observed: PeerEndpoint?)
         /// Send a relay bind (this side's token) from socket 0 to the relay.
         case bindRelay(to: PeerEndpoint)
-        /// The tunnel is up on this pair.
+        /// The tunnel is up on this pair. Relay first: the first one is usually the relay, and a
+        /// direct pair found later is established again (move the tunnel onto it).
         case established(Pair, method: TraversalMethod, path: TunnelPath)
+        /// Relay first: the direct window ended without a direct path; the tunnel stays relayed.
+        case directAbandoned(String)
         /// No path could be made.
         case failed(String)
     }
@@ -96,7 +105,11 @@ public struct UDPTraversalMachine: Sendable {
 
     public let role: TraversalRole
     public let plan: TraversalPlan
+    /// The relay pair is selected as soon as it works; direct pairs are probed on after it.
+    public let relayFirst: Bool
     private var state: State = .probing
+    /// Relay first: the tunnel runs over the relay while direct pairs are still probed.
+    public private(set) var onRelay = false
     private var pairs: [PairState] = []
     private var pairIndex: [Pair: Int] = [:]
     private var outstanding: [UInt64: Int] = [:]
@@ -115,9 +128,10 @@ public struct UDPTraversalMachine: Sendable {
     public private(set) var probesSent = 0
 
     /// - Parameter seed: seeds the txids and spray ports (tests pass a fixed one).
-    public init(role: TraversalRole, plan: TraversalPlan, nowMillis: UInt64, seed: UInt64) {
+    public init(role: TraversalRole, plan: TraversalPlan, nowMillis: UInt64, seed: UInt64, relayFirst: Bool = false) {
         self.role = role
         self.plan = plan
+        self.relayFirst = relayFirst
         startMillis = nowMillis
         sprayStartedMillis = nowMillis
         random = STUNSeededRandom(seed: seed)
@@ -169,7 +183,31 @@ public struct UDPTraversalMachine: Sendable {
         return random.next()
     }
 
-    private func relayActive(_ now: UInt64) -> Bool { now >= directDeadlineMillis }
+    private func relayActive(_ now: UInt64) -> Bool { (relayFirst && !onRelay) || now >= directDeadlineMillis }
+
+    /// The pair (and how it was found) the tunnel was last established on.
+    public private(set) var establishedPair: Pair?
+    /// The measured round trip of a pair (its verifying request), when known.
+    public func roundTripMillis(of pair: Pair) -> UInt64? {
+        pairIndex[pair].flatMap { pairs[$0].verified ? pairs[$0].rttMillis : nil }
+    }
+
+    /// The direct pairs verified so far (this side's request answered), best first.
+    public var verifiedDirectPairs: [Pair] {
+        pairs.filter { $0.verified && !$0.isRelay }.sorted { rank($0) < rank($1) }.map(\.pair)
+    }
+
+    private mutating func establish(_ i: Int) -> Action {
+        let path: TunnelPath = pairs[i].isRelay ? .relayed : .direct
+        establishedPair = pairs[i].pair
+        if path == .relayed && relayFirst && plan.directWindowMillis > 0 {
+            onRelay = true
+            state = .probing
+        } else {
+            state = .established
+        }
+        return .established(pairs[i].pair, method: pairs[i].method, path: path)
+    }
 
     /// Time passes: probes, spray, relay binds, selection retries, deadlines.
     public mutating func tick(nowMillis now: UInt64) -> [Action] {
@@ -188,6 +226,10 @@ public struct UDPTraversalMachine: Sendable {
             }
         case .probing:
             break
+        }
+        if onRelay, now >= directDeadlineMillis {
+            state = .established
+            return [.directAbandoned("no direct path answered within \(directDeadlineMillis - startMillis) ms; the tunnel stays on the relay")]
         }
         if now >= deadlineMillis {
             state = .failed
@@ -208,7 +250,7 @@ public struct UDPTraversalMachine: Sendable {
         if case .selecting = state { return out }
         for i in pairs.indices {
             let p = pairs[i]
-            if p.isRelay && (!relayBound || !relayActive(now)) { continue }
+            if p.isRelay && (!relayBound || !relayActive(now) || onRelay) { continue }
             let gap = min(UDPTraversalLimits.probeIntervalMillis, UDPTraversalLimits.firstRetryMillis << UInt64(min(max(p.requests - 1, 0), 8)))
             guard p.lastRequestMillis.map({ now >= $0 + gap }) ?? true else { continue }
             pairs[i].lastRequestMillis = now
@@ -234,6 +276,8 @@ public struct UDPTraversalMachine: Sendable {
 
     /// The relay answered this side's bind.
     public mutating func relayAnswered() { relayBound = true }
+    /// Whether the relay answered this side's bind.
+    public var isRelayBound: Bool { relayBound }
 
     /// An authenticated probe arrived on `socket` from `from`.
     public mutating func received(_ kind: ProbeKind, txid: UInt64, socket: Int, from: PeerEndpoint,
@@ -286,21 +330,19 @@ public struct UDPTraversalMachine: Sendable {
             let i = addPair(pair, method: inferMethod(from)) ?? pairIndex[pair]
             out.append(.probe(.selectAck, txid: txid, socket: socket, to: from, observed: nil))
             probesSent += 1
-            if let i {
-                state = .established
-                out.append(.established(pair, method: pairs[i].method, path: pairs[i].isRelay ? .relayed : .direct))
+            if let i, !(onRelay && pairs[i].isRelay) {
+                out.append(establish(i))
             }
         case .selectAck:
             guard role == .initiator, case .selecting(let i, let sent, _, _) = state, sent == txid, pairs[i].pair == pair else { break }
-            state = .established
-            out.append(.established(pair, method: pairs[i].method, path: pairs[i].isRelay ? .relayed : .direct))
+            out.append(establish(i))
         }
         return out
     }
 
     /// Initiator: select the best verified pair (direct first; the relay only after the window).
     private mutating func selectIfReady(_ now: UInt64) -> [Action] {
-        let candidates = pairs.indices.filter { pairs[$0].verified && (!pairs[$0].isRelay || relayActive(now)) }
+        let candidates = pairs.indices.filter { pairs[$0].verified && (!pairs[$0].isRelay || (relayActive(now) && !onRelay)) }
         guard let i = candidates.min(by: { rank(pairs[$0]) < rank(pairs[$1]) }) else { return [] }
         let txid = newTxid()
         state = .selecting(pair: i, txid: txid, since: now, lastSent: now)

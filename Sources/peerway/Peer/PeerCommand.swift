@@ -13,9 +13,11 @@ struct PeerCommand: AsyncParsableCommand {
         (KEY= removes), connect ID udp|tcp [NOTE], accept [ID], refuse [ID] [REASON], send-bytes ID N, close ID, id, help, quit.
         Events are printed as they happen; with --json one JSON object per line with an "event" field \
         (registered, message, delivered, failed, status, lookup, search, unwatch, meta, connecting, \
-        connect-request, connect-answer, answered, tunnel, tunnel-failed, send-bytes, closed, data, disconnected, reregistered, \
+        connect-request, connect-answer, answered, tunnel, path, tunnel-failed, send-bytes, closed, data, disconnected, reregistered, \
         stopped, id, help, error). A tunnel event: {"event":"tunnel","peer":ID,"transport":"udp","path":"direct"|"relayed",\
-        "method":...,"ms":...}.
+        "method":...,"ms":...}; a tunnel that starts on the relay moves to a direct path when one is found, and between \
+        paths when one stops: {"event":"path","peer":ID,"change":"direct"|"relayed"|"new-address"|"direct-abandoned",\
+        "path":...,"method":...,"direct_ms":...}.
         When stdin ends the session finishes what it started and quits, unless --stay is given.
         """
     )

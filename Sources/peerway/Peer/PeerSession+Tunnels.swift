@@ -91,8 +91,9 @@ extension PeerSession {
                                ("path", .string(tunnel.path.description)), ("method", .string(tunnel.method.description)),
                                ("ms", .int(totalMillis)), ("traversal_ms", .int(tunnel.setupMilliseconds)),
                                ("encrypted", .bool(tunnel.isEncrypted)), ("role", .string(tunnel.role == .initiator ? "initiator" : "acceptor")),
-                               ("remote", .string(tunnel.remote.description))],
+                               ("remote", .string(tunnel.remote.description)), ("upgrading", .bool(tunnel.isUpgrading))],
                     human: "\(tunnel) (\(totalMillis) ms in all)")
+        Self.reportPaths(of: tunnel, to: output)
         guard tunnel.role == .acceptor else { return }
         if echo {
             PeerTunnelIO.echo(tunnel)
@@ -101,6 +102,35 @@ extension PeerSession {
             PeerTunnelIO.read(tunnel) { n, text in
                 output.emit("data", [("peer", .string(from.description)), ("bytes", .int(n)), ("text", text.map { .string($0) } ?? .null)],
                             human: "\(from) sent \(n) bytes\(text.map { ": \($0)" } ?? "")")
+            }
+        }
+    }
+
+    /// Prints the tunnel's path changes as `path` events until it closes:
+    /// `{"event":"path","peer":ID,"change":"direct"|"relayed"|"new-address"|"direct-abandoned","path":...,"method":...,
+    /// "remote":...,"rtt_ms":...,"direct_ms":...}` (`direct_ms`: from the connect to the first direct path).
+    nonisolated static func reportPaths(of tunnel: Tunnel, to output: PeerOutput) {
+        let events = tunnel.pathEvents
+        let peer = tunnel.peer
+        Task { [weak tunnel] in
+            for await event in events {
+                let change: String
+                var fields: [(String, JSONValue)] = [("peer", .string(peer.description))]
+                switch event.change {
+                case .direct: change = "direct"
+                case .relayed: change = "relayed"
+                case .newAddress: change = "new-address"
+                case .directAbandoned(let why):
+                    change = "direct-abandoned"
+                    fields.append(("reason", .string(why)))
+                }
+                fields += [("change", .string(change)), ("path", .string(event.path.description)), ("method", .string(event.method.description)),
+                           ("remote", .string(event.remote.description))]
+                if let rtt = event.roundTrip { fields.append(("rtt_ms", .number(Double(rtt.components.attoseconds) / 1e15 + Double(rtt.components.seconds) * 1000))) }
+                if let direct = tunnel?.timeToDirect {
+                    fields.append(("direct_ms", .int(Int(direct.components.seconds * 1000 + direct.components.attoseconds / 1_000_000_000_000_000))))
+                }
+                output.emit("path", fields, human: "tunnel with \(peer): \(event)")
             }
         }
     }

@@ -1,0 +1,204 @@
+import Foundation
+import PeerwayCheckpoint
+import PeerwayRelay
+import PeerwaySTUN
+import PeerwayTunnel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An encrypted UDP tunnel's I/O, on a thread of its own: datagrams from the application's end
+/// of a socket pair are sealed and sent on the path `TunnelPathMachine` chose; records from any
+/// of the tunnel's sockets and paths are opened and handed to the application. The machine's
+/// probes, relay binds and keepalives go out from here, and its moves reach the `Tunnel` as path
+/// events. Records name no path, so a move loses nothing the paths themselves do not lose.
+final class UDPTunnelPump: @unchecked Sendable {
+    /// Milliseconds the loop sleeps in `poll` at most while the traversal still probes.
+    static let upgradingPollMillis: Int32 = 10
+    /// Milliseconds the loop sleeps in `poll` at most once the paths are only watched.
+    static let watchingPollMillis: Int32 = 100
+    /// Largest datagram read from either side.
+    static let bufferBytes = 65_536
+    /// Datagrams read from one socket before the others get their turn.
+    static let drainBatch = 64
+    /// Times a datagram is offered to a full send buffer before it counts as lost.
+    static let fullBufferRetries = 4
+    /// Milliseconds waited for room in a full send buffer between two offers.
+    static let fullBufferWaitMillis: Int32 = 5
+
+    private var sockets: [TunnelSocket?]
+    private let app: TunnelSocket
+    private var crypto: TunnelRecordCrypto
+    private var machine: TunnelPathMachine
+    private let relayToken: RelayToken?
+    private let onMove: @Sendable (TunnelPathMachine.Action) -> Void
+    private let wake: (read: Int32, write: Int32)
+    private let stopping = NSLock()
+    private var stopRequested = false
+    private var exited = false
+
+    /// - Parameters:
+    ///   - sockets: every socket of the traversal (index as in the machine's pairs).
+    ///   - onMove: called on the pump's thread with each `.use` and `.directAbandoned`.
+    init(sockets: [TunnelSocket], app: TunnelSocket, keys: TunnelKeys, machine: TunnelPathMachine, relayToken: RelayToken?,
+         onMove: @escaping @Sendable (TunnelPathMachine.Action) -> Void) {
+        self.sockets = sockets
+        self.app = app
+        crypto = TunnelRecordCrypto(keys: keys)
+        self.machine = machine
+        self.relayToken = relayToken
+        self.onMove = onMove
+        var fds: [Int32] = [0, 0]
+        _ = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress) }
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        wake = (fds[0], fds[1])
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "peerway-tunnel"
+        thread.start()
+    }
+
+    /// Ends the pump: the other side is told, then every socket closes. Safe after the pump
+    /// ended by itself (its descriptors are not touched again).
+    func stop() {
+        stopping.lock()
+        defer { stopping.unlock() }
+        guard !exited else { return }
+        stopRequested = true
+        var one: UInt8 = 1
+        _ = Glibc.write(wake.write, &one, 1)
+    }
+
+    private var shouldStop: Bool {
+        stopping.lock()
+        defer { stopping.unlock() }
+        return stopRequested
+    }
+
+    private static func millis() -> UInt64 { DispatchTime.now().uptimeNanoseconds / 1_000_000 }
+
+    private func run() {
+        var buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
+        defer {
+            if let bye = crypto.closeRecord(stream: false) {
+                send(bye, on: machine.active)
+                if let relay = machine.relay, relay != machine.active { send(bye, on: relay) }
+            }
+            for s in sockets { s?.close() }
+            app.close()
+            stopping.lock()
+            exited = true
+            Glibc.close(wake.read)
+            Glibc.close(wake.write)
+            stopping.unlock()
+        }
+        var pruned = false
+        while !shouldStop {
+            perform(machine.tick(nowMillis: Self.millis()))
+            if !pruned && !machine.isUpgrading {
+                pruneSockets()
+                pruned = true
+            }
+            var fds = [app.fd, wake.read]
+            var owners: [Int] = [-1, -1]
+            for (i, s) in sockets.enumerated() { if let s { fds.append(s.fd); owners.append(i) } }
+            var entries = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let timeout = machine.isUpgrading ? Self.upgradingPollMillis : Self.watchingPollMillis
+            let rc = entries.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
+            if rc < 0 && errno != EINTR { return }
+            if entries[1].revents != 0 { return }
+            if entries[0].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { recv(app.fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return }  // the application closed its end
+                let record = buffer.withUnsafeBytes { crypto.sealDatagram(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+                send(record, on: machine.active)
+                machine.sent(nowMillis: Self.millis())
+            }
+            for k in 2..<entries.count where entries[k].revents != 0 {
+                let i = owners[k]
+                var drained = 0
+                while drained < Self.drainBatch, let socket = sockets[i],
+                      let (n, source) = buffer.withUnsafeMutableBytes({ socket.receive(into: $0) }) {
+                    drained += 1
+                    let keepGoing = buffer.withUnsafeBytes { handle(UnsafeRawBufferPointer(rebasing: $0[..<n]), socket: i, from: source) }
+                    if !keepGoing { return }
+                }
+            }
+        }
+    }
+
+    /// False when the other side closed the tunnel.
+    private func handle(_ bytes: UnsafeRawBufferPointer, socket: Int, from source: PeerEndpoint) -> Bool {
+        let now = Self.millis()
+        if let relayToken, source == machine.relay?.remote, RelayMessage.answeredToken(bytes) == relayToken {
+            machine.relayAnswered()
+            return true
+        }
+        if TunnelProbe.isProbe(bytes) {
+            if let probe = try? TunnelProbe.open(bytes, keys: crypto.keys),
+               let kind = UDPTraversalMachine.ProbeKind(rawValue: probe.kind.rawValue) {
+                perform(machine.received(kind, txid: probe.txid, socket: socket, from: source, nowMillis: now))
+            }
+            return true
+        }
+        switch crypto.openDatagram(bytes) {
+        case .data(let payload):
+            machine.heard(socket: socket, from: source, nowMillis: now)
+            writeApp(payload)
+        case .keepalive:
+            machine.heard(socket: socket, from: source, nowMillis: now)
+        case .closed:
+            return false
+        case .nothing:
+            break
+        }
+        return true
+    }
+
+    private func perform(_ actions: [TunnelPathMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .probe(let kind, let txid, let socket, let to, let observed):
+                guard let k = TunnelProbe.Kind(rawValue: kind.rawValue) else { continue }
+                send(TunnelProbe.seal(kind: k, txid: txid, observed: observed, keys: crypto.keys), on: .init(socket: socket, remote: to))
+            case .bindRelay(let to):
+                if let relayToken { send(RelayMessage.bind(relayToken), on: .init(socket: 0, remote: to)) }
+            case .keepalive(let pair):
+                send(crypto.keepaliveDatagram(), on: pair)
+            case .use, .directAbandoned:
+                onMove(action)
+            }
+        }
+    }
+
+    /// Once the traversal is over, only the sockets of the relay and of the direct pair stay.
+    private func pruneSockets() {
+        var keep: Set<Int> = [0, machine.active.socket]
+        if let direct = machine.direct { keep.insert(direct.socket) }
+        for i in sockets.indices where !keep.contains(i) {
+            sockets[i]?.close()
+            sockets[i] = nil
+        }
+    }
+
+    /// A refused datagram is a lost one (retransmission and the path checks cover it); a full
+    /// send buffer is waited for a little, so a fast sender is slowed rather than dropped.
+    private func send(_ bytes: [UInt8], on pair: TunnelPathMachine.Pair) {
+        guard pair.socket < sockets.count, let socket = sockets[pair.socket] else { return }
+        for _ in 0..<Self.fullBufferRetries {
+            if socket.send(bytes, to: pair.remote) { return }
+            guard errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS else { return }
+            _ = TunnelSocket.poll([socket.fd], events: Int16(POLLOUT), timeoutMillis: Self.fullBufferWaitMillis)
+        }
+    }
+
+    private func writeApp(_ bytes: [UInt8]) {
+        while true {
+            let n = bytes.withUnsafeBytes { Glibc.send(app.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            return
+        }
+    }
+}
