@@ -19,8 +19,10 @@
 /// relay never answers with more bytes than it received. Once a side is bound, every datagram from
 /// its address is payload: nothing is added or removed, so the application's socket stays an
 /// ordinary socket. A bind repeated from the bound address is answered again (the first answer may
-/// have been lost); a bind for a side bound to another address is refused (a third party who saw
-/// the token cannot take the side). Over TCP the bind is a connection's first 37 bytes, and once
+/// have been lost). A bind for a side bound to another address moves the side there once its old
+/// address has been silent for `moveIdleMillis` (UDP only: a peer that roamed, or whose NAT mapped
+/// it anew); a side in use is not taken over. Whoever saw the token on the way could see and
+/// drop the traffic anyway, and the payload is end-to-end encrypted. Over TCP the bind is a connection's first 37 bytes, and once
 /// both sides are bound the two connections are spliced.
 ///
 /// Allocations end when idle, at their byte limit, at their lifetime (the token's `expires`, at
@@ -50,6 +52,8 @@ public enum RelayLimits {
     public static let maximumLifetimeSeconds: UInt64 = 86_400
     /// Default bytes an allocation may forward (both directions together).
     public static let defaultByteLimit: UInt64 = 1 << 30
+    /// Milliseconds a UDP side must have been silent before a bind from another address moves it.
+    public static let moveIdleMillis: UInt64 = 500
     /// Most allocations one relay holds.
     public static let maximumAllocations = 100_000
 }

@@ -50,6 +50,8 @@ public struct RelayCounters: Equatable, Sendable {
     public var refused: [RelayError: Int] = [:]
     /// Allocations ended, by reason.
     public var ended: [RelayEnd: Int] = [:]
+    /// UDP sides moved to a new address by a bind from there (a peer that roamed).
+    public var moves = 0
 
     public init() {}
 
@@ -116,8 +118,11 @@ public struct RelayTable<Endpoint: Hashable & Sendable>: Sendable {
         @usableFromInline var createdMillis: UInt64
         @usableFromInline var activeMillis: UInt64
         @usableFromInline var endMillis: UInt64
+        /// When each side last sent something (a side silent for `moveIdleMillis` may move).
+        @usableFromInline var heardMillis: (UInt64, UInt64) = (0, 0)
 
         @usableFromInline func endpoint(_ side: Int) -> Endpoint? { side == 0 ? endpoints.0 : endpoints.1 }
+        func heard(_ side: Int) -> UInt64 { side == 0 ? heardMillis.0 : heardMillis.1 }
         func token(_ side: Int) -> RelayToken? { side == 0 ? tokens.0 : tokens.1 }
         var bothBound: Bool { endpoints.0 != nil && endpoints.1 != nil }
     }
@@ -226,6 +231,7 @@ public struct RelayTable<Endpoint: Hashable & Sendable>: Sendable {
         }
         slots[side.slot]!.bytes += size
         slots[side.slot]!.activeMillis = now.millis
+        if side.index == 0 { slots[side.slot]!.heardMillis.0 = now.millis } else { slots[side.slot]!.heardMillis.1 = now.millis }
         _counters.forwardedDatagrams += 1
         _counters.forwardedBytes += size
         return .forward(to: partner)
@@ -289,7 +295,16 @@ public struct RelayTable<Endpoint: Hashable & Sendable>: Sendable {
             byAllocation[token.allocation] = slot
             _counters.allocations += 1
         }
-        guard slots[slot]!.endpoint(index) == nil else { throw .taken }
+        if let old = slots[slot]!.endpoint(index) {
+            // A UDP side that went silent may move to the address its bind comes from: the peer
+            // roamed, or its NAT mapped it anew. (Whoever could see the token on the way could
+            // see and drop the traffic anyway, and the payload is end-to-end encrypted.)
+            guard configuration.transport == .udp, now.millis >= slots[slot]!.heard(index) + RelayLimits.moveIdleMillis else {
+                throw .taken
+            }
+            byEndpoint[old] = nil
+            _counters.moves += 1
+        }
         if index == 0 {
             slots[slot]!.endpoints.0 = source
             slots[slot]!.tokens.0 = token
@@ -298,6 +313,7 @@ public struct RelayTable<Endpoint: Hashable & Sendable>: Sendable {
             slots[slot]!.tokens.1 = token
         }
         slots[slot]!.activeMillis = now.millis
+        if index == 0 { slots[slot]!.heardMillis.0 = now.millis } else { slots[slot]!.heardMillis.1 = now.millis }
         byEndpoint[source] = Side(slot: slot, index: index)
         _counters.bindings += 1
         _counters.answeredBinds += 1

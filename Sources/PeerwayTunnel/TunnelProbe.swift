@@ -27,6 +27,12 @@ public struct TunnelProbe: Sendable, Hashable {
         case select = 3
         /// The acceptor confirms the selected path (kind 4).
         case selectAck = 4
+        /// The sender's new server-reflexive address, in `observed` (kind 5): sent over the relay
+        /// after a network change, so the other side probes it and the NATs punch anew.
+        case candidate = 5
+
+        /// Whether the probe carries an endpoint (`observed`).
+        public var carriesEndpoint: Bool { self == .response || self == .candidate }
     }
 
     public var kind: Kind
@@ -36,7 +42,8 @@ public struct TunnelProbe: Sendable, Hashable {
     public var role: TunnelRole
     /// Transaction id: chosen by the requester, echoed by the response.
     public var txid: UInt64
-    /// Responses only: the address the request came from, as the responder saw it.
+    /// Responses: the address the request came from, as the responder saw it; candidates: the
+    /// sender's new address.
     public var observed: PeerEndpoint?
 
     public init(kind: Kind, tag: UInt64, role: TunnelRole, txid: UInt64, observed: PeerEndpoint? = nil) {
@@ -86,14 +93,14 @@ public struct TunnelProbe: Sendable, Hashable {
     /// Appends the probe to `out`.
     public static func append(kind: Kind, txid: UInt64, observed: PeerEndpoint? = nil, keys: TunnelKeys,
                               to out: inout [UInt8]) {
-        precondition(kind != .response || observed != nil, "a probe response carries the observed endpoint")
+        precondition(!kind.carriesEndpoint || observed != nil, "a probe response or candidate carries an endpoint")
         let start = out.count
         out.append(contentsOf: TunnelLimits.probeMagic)
         out.append(kind.rawValue)
         out.appendBigEndian(keys.tag)
         out.append(keys.role.rawValue)
         out.appendBigEndian(txid)
-        if kind == .response, let observed {
+        if kind.carriesEndpoint, let observed {
             switch observed.ip {
             case .v4(let address):
                 out.append(4)
@@ -132,14 +139,14 @@ public struct TunnelProbe: Sendable, Hashable {
         guard raw.count >= TunnelLimits.minimumProbeBytes else {
             throw .truncated(what: "probe", needed: TunnelLimits.minimumProbeBytes, got: raw.count)
         }
-        guard let kind = Kind(rawValue: raw[3]) else { throw .malformed("probe kind \(raw[3]) is not 1-4") }
+        guard let kind = Kind(rawValue: raw[3]) else { throw .malformed("probe kind \(raw[3]) is not 1-5") }
         let expectedLength: Int
-        if kind == .response {
+        if kind.carriesEndpoint {
             let family = raw[TunnelLimits.probeHeaderBytes]
             switch family {
             case 4: expectedLength = TunnelLimits.minimumProbeBytes + TunnelLimits.endpointV4Bytes
             case 6: expectedLength = TunnelLimits.minimumProbeBytes + TunnelLimits.endpointV6Bytes
-            default: throw .malformed("probe response address family \(family) is neither 4 nor 6")
+            default: throw .malformed("probe \(kind) address family \(family) is neither 4 nor 6")
             }
         } else {
             expectedLength = TunnelLimits.minimumProbeBytes
@@ -161,7 +168,7 @@ public struct TunnelProbe: Sendable, Hashable {
         guard role != keys.role else { throw .reflectedProbe }
         let txid: UInt64 = raw.bigEndian(at: 13)
         var observed: PeerEndpoint? = nil
-        if kind == .response {
+        if kind.carriesEndpoint {
             let at = TunnelLimits.probeHeaderBytes + 1
             if raw[TunnelLimits.probeHeaderBytes] == 4 {
                 observed = PeerEndpoint(ip: .v4(raw.bigEndian(at: at)), port: raw.bigEndian(at: at + 4))

@@ -104,4 +104,66 @@ extension LabVerifyTests {
         scene.tearDown()
         #expect(LabRunner.existingNamespaces().isEmpty, "lab namespaces left behind")
     }
+
+    /// Bytes of the transfer that runs across the roam.
+    static let roamBytes = 6_000_000
+
+    @Test("lab: a host roams to another site mid-transfer (new address, new NAT); the tunnel recovers its paths and the transfer completes",
+          .timeLimit(.minutes(4)))
+    func roaming() async throws {
+        guard Self.canRun() else { return }
+        let sites = [LabSiteSpec(name: "left", preset: .portRestricted), LabSiteSpec(name: "right", preset: .portRestricted),
+                     LabSiteSpec(name: "away", preset: .portRestricted)]
+        let topology = try LabTopology(LabConfiguration(sites: sites, delayMilliseconds: 25))
+        let scene = try await LabCheckpointScene.start(["--site", "left=port-restricted", "--site", "right=port-restricted",
+                                                        "--site", "away=port-restricted", "--delay", "25"], stun: true)
+        defer { scene.tearDown() }
+        let peerway = LabVerifyTests.peerway
+        var peers: [LabLineProcess] = []
+        defer { peers.forEach { $0.stop() } }
+        for site in ["left", "right"] {
+            peers.append(try LabLineProcess(name: site, executable: peerway,
+                                            arguments: ["lab", "exec", site, "--", peerway, "peer", "--supernode", scene.address,
+                                                        "--identity", scene.directory + "/\(site).key", "--json", "--echo", "--stay"],
+                                            log: scene.directory + "/\(site).log"))
+        }
+        var ids: [String] = []
+        for p in peers {
+            let event = await Self.event(p, "registered", timeout: Self.firewallRegisterTimeout)
+            let fields = try #require(event, "\(p.name) did not register:\n\(scene.supernode.text)")
+            ids.append(try #require(fields["id"] as? String))
+        }
+        let (left, rightID) = (peers[0], ids[1])
+        func log() -> String { left.output.all.suffix(30).joined(separator: "\n") }
+        try await Task.sleep(for: .seconds(Self.natMeasurementSeconds))
+        let cursor = left.output.count
+        let tunnel = try #require(await Self.command(left, "connect \(rightID) udp", answer: "tunnel", orFailure: "tunnel-failed", timeout: 30))
+        #expect(tunnel["event"] as? String == "tunnel", "\(log())")
+        if tunnel["path"] as? String == "relayed" {
+            _ = await Self.event(left, "path", after: cursor, timeout: Self.moveTimeout) { $0["change"] as? String == "direct" }
+        }
+
+        // The roam: left's host leaves its router for away's LAN, 300 ms into a transfer.
+        let from = try #require(topology.site(named: "left")), to = try #require(topology.site(named: "away"))
+        let transferCursor = left.output.count
+        left.send("send-bytes \(rightID) \(Self.roamBytes)")
+        try await Task.sleep(for: .milliseconds(300))
+        let roamed = Date()
+        for step in try LabRoam.steps(host: 1, of: from, to: to) { try LabRunner.perform(step, peerway: peerway) }
+        let recovered = await Self.event(left, "path", after: transferCursor, timeout: 20) {
+            ["direct", "new-address"].contains($0["change"] as? String ?? "") && $0["path"] as? String == "direct"
+        }
+        let recovery = Date().timeIntervalSince(roamed)
+        print("lab roaming: direct again \(Int(recovery * 1000)) ms after the move (\(recovered?["remote"] ?? "-"))")
+        #expect(recovered != nil, "no direct path after the roam:\n\(log())")
+        let transfer = await Self.event(left, "send-bytes", orFailure: "error", after: transferCursor, timeout: 60)
+        #expect(transfer?["ok"] as? Bool == true, "the transfer across the roam failed: \(String(describing: transfer))\n\(log())")
+        print("lab roaming: \(Self.roamBytes) bytes echoed in \(transfer?["ms"] ?? "?") ms, \(transfer?["retransmissions"] ?? "?") datagrams resent")
+        // The registration followed: a message goes through from the new network.
+        let sent = await Self.command(left, "send \(rightID) hello from away", answer: "delivered", orFailure: "failed", timeout: 30)
+        #expect(sent?["event"] as? String == "delivered", "\(String(describing: sent))\n\(log())")
+        peers.forEach { $0.stop() }
+        scene.tearDown()
+        #expect(LabRunner.existingNamespaces().isEmpty, "lab namespaces left behind")
+    }
 }

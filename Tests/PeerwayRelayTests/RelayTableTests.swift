@@ -91,6 +91,29 @@ struct RelayTableTests {
         #expect(throws: RelayError.taken) { try t.bind(pair.1.bytes, from: a, now: start) }
     }
 
+    @Test("a UDP side silent for moveIdleMillis moves to the address its bind comes from (a roamed peer); one in use does not")
+    func moves() {
+        var t = table()
+        let pair = bound(&t, 7)
+        let roamed = STUNAddress(ip: .v4(0xCB00_711F), port: 40_777)
+        // A side in use is not taken over.
+        let busy = start.adding(seconds: 10)
+        #expect(t.receive([1], from: a, now: busy) == .forward(to: b))
+        #expect(t.receive(RelayMessage.bind(pair.0), from: roamed, now: RelayTime(millis: busy.millis + RelayLimits.moveIdleMillis - 1)) == .drop)
+        #expect(t.counters.refused[.taken] == 1)
+        // Silent long enough: the bind from the new address moves the side, and traffic follows.
+        let later = RelayTime(millis: busy.millis + RelayLimits.moveIdleMillis)
+        #expect(t.receive(RelayMessage.bind(pair.0), from: roamed, now: later) == .answer)
+        #expect(t.counters.moves == 1)
+        #expect(t.endpoints(of: 7) == [roamed, b])
+        #expect(t.receive([2], from: roamed, now: later) == .forward(to: b))
+        #expect(t.receive([3], from: b, now: later) == .forward(to: roamed))
+        #expect(t.receive([4], from: a, now: later) == .drop, "the old address is nobody's now")
+        // The other side, just heard from, cannot be taken from a third address.
+        #expect(t.receive(RelayMessage.bind(pair.1), from: eve, now: later) == .drop)
+        #expect(t.endpoints(of: 7) == [roamed, b])
+    }
+
     @Test("allocations end when idle, at their byte limit, at their token's expiry, or when the partner never binds")
     func ends() {
         // Idle: 120 s without a forwarded datagram.

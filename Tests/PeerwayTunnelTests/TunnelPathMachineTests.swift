@@ -147,11 +147,12 @@ struct TunnelPathMachineTests {
         guard let fellBackAt else { Issue.record("never fell back"); return }
         #expect(fellBackAt - silentFrom <= 3_000, "fell back after \(fellBackAt - silentFrom) ms")
         #expect(checks == TunnelPathLimits.checkAttempts)
-        // Retries: 1 s, then 2 s, 4 s... each unanswered.
+        // Retries: 1 s, then 2 s, 4 s... each unanswered (the relay carries the traffic meanwhile).
         var retries: [UInt64] = []
         while t < fellBackAt + 20_000 {
             t += 20
             p.sent(nowMillis: t)
+            p.heard(socket: 0, from: Self.relay, nowMillis: t)
             retries += Self.requests(p.tick(nowMillis: t)).filter { $0.to == Self.theirs }.map { _ in t }
         }
         #expect(retries.count >= 3 && retries.count <= 5, "retries at \(retries.map { $0 - fellBackAt })")
@@ -161,6 +162,7 @@ struct TunnelPathMachineTests {
         var back = false
         while !back && t < fellBackAt + 80_000 {
             t += 20
+            p.heard(socket: 0, from: Self.relay, nowMillis: t)
             for r in Self.requests(p.tick(nowMillis: t)) where r.to == Self.theirs {
                 back = p.received(.response, txid: r.txid, socket: 0, from: Self.theirs, nowMillis: t + 30)
                     == [.use(Self.direct, path: .direct, method: .punch, rttMillis: 30)]
@@ -231,5 +233,94 @@ struct TunnelPathMachineTests {
             if !Self.requests(p.tick(nowMillis: t)).isEmpty { checkedAt = t }
         }
         #expect(checkedAt == 2 * TunnelPathLimits.keepaliveMillis + TunnelPathLimits.silenceMillis)
+    }
+
+    static func actions<T>(_ actions: [P.Action], _ pick: (P.Action) -> T?) -> [T] { actions.compactMap(pick) }
+
+    @Test("roaming: the direct path and the relay both go silent; the relay is bound again, the new address gathered and sent, direct found again")
+    func roamRecovery() {
+        var p = Self.onDirect()
+        p.relayAnswered()
+        var t: UInt64 = 0
+        var binds: [UInt64] = [], gathers: [UInt64] = [], fellBack: UInt64?
+        // This side moved: nothing arrives any more, on any path, while it sends.
+        while t < 8_000 && gathers.isEmpty {
+            t += 20
+            p.sent(nowMillis: t)
+            let a = p.tick(nowMillis: t)
+            if a.contains(.use(Self.relayPair, path: .relayed, method: .relay, rttMillis: nil)) { fellBack = t }
+            binds += Self.actions(a) { if case .bindRelay = $0 { return t }; return nil }
+            gathers += Self.actions(a) { $0 == .gather ? t : nil }
+        }
+        #expect(fellBack != nil, "the dead direct path fell back to the relay first")
+        #expect(p.recovering && !gathers.isEmpty && !binds.isEmpty, "recovery: binds \(binds), gathers \(gathers)")
+        // The relay answers from the new address; the gathered address is new: it goes to the other side.
+        p.relayAnswered()
+        let moved = STUNAddress(parsing: "203.0.113.77:61000")!
+        p.gathered(moved, nowMillis: t)
+        var candidates = 0, retries: [UInt64] = []
+        for _ in 0..<50 {
+            t += 20
+            let a = p.tick(nowMillis: t)
+            candidates += Self.actions(a) { if case .probe(.candidate, _, 0, Self.relay, moved) = $0 { return 1 }; return nil }.count
+            retries += Self.requests(a).filter { $0.to == Self.theirs }.map(\.txid)
+        }
+        #expect(candidates >= 2, "the new address went over the relay \(candidates) times")
+        #expect(retries.count >= 3, "quick direct retries while recovering: \(retries.count) in a second")
+        // The punch went through: a retry is answered, the tunnel is direct again.
+        let back = p.received(.response, txid: retries.last!, socket: 0, from: Self.theirs, nowMillis: t + 10)
+        #expect(back.contains { if case .use(Self.direct, path: .direct, _, _) = $0 { return true }; return false })
+        #expect(!p.recovering && p.activePath == .direct)
+    }
+
+    @Test("a network change starts the recovery at once, even on a healthy direct path")
+    func networkChange() {
+        var p = Self.onDirect()
+        p.relayAnswered()
+        p.heard(socket: 0, from: Self.theirs, nowMillis: 500)
+        let now = p.networkChanged(nowMillis: 500)
+        #expect(now == [.use(Self.relayPair, path: .relayed, method: .relay, rttMillis: nil)])
+        let next = p.tick(nowMillis: 510)
+        #expect(next.contains(.bindRelay(to: Self.relay)) && next.contains(.gather))
+        #expect(Self.requests(next).map(\.to) == [Self.theirs], "the old direct pair is retried at once")
+    }
+
+    @Test("the other side's candidate: its new address is probed, its own request brings ours again, the answer makes it the direct pair")
+    func otherSideMoved() {
+        var p = Self.onDirect()
+        p.relayAnswered()
+        let moved = STUNAddress(parsing: "203.0.113.88:62000")!
+        let probe = p.received(candidate: moved, txid: 1, socket: 0, from: Self.relay, nowMillis: 1000)
+        guard let request = Self.requests(probe).first, request.to == moved else { Issue.record("no request to \(moved): \(probe)"); return }
+        // Its request arrives (the punch from its side): ours goes again, same txid.
+        let again = p.received(.request, txid: 9, socket: 0, from: moved, nowMillis: 1100)
+        #expect(again.contains(.probe(.response, txid: 9, socket: 0, to: moved, observed: moved)))
+        #expect(Self.requests(again).map(\.txid) == [request.txid])
+        let pair = M.Pair(socket: 0, remote: moved)
+        #expect(p.received(.response, txid: request.txid, socket: 0, from: moved, nowMillis: 1150)
+                == [.use(pair, path: .direct, method: .punch, rttMillis: nil)])
+    }
+
+    @Test("a recovery that finds nothing ends after its window and the next one waits, doubling: probing backs off")
+    func recoveryBacksOff() {
+        var p = Self.onDirect()
+        var t: UInt64 = 0
+        var recoveries: [UInt64] = []
+        var wasRecovering = false
+        var probes = 0
+        // No relay ever answers, nothing is ever heard, this side keeps sending for ten minutes.
+        while t < 600_000 {
+            t += 50
+            p.sent(nowMillis: t)
+            let a = p.tick(nowMillis: t)
+            probes += a.filter { if case .probe = $0 { return true }; if case .bindRelay = $0 { return true }; return $0 == .gather }.count
+            if p.recovering && !wasRecovering { recoveries.append(t) }
+            wasRecovering = p.recovering
+        }
+        let gaps = zip(recoveries.dropFirst(), recoveries).map { $0 - $1 }
+        #expect(recoveries.count >= 3 && recoveries.count <= 8, "recoveries at \(recoveries)")
+        #expect(zip(gaps.dropFirst(), gaps).allSatisfy { $0 >= $1 }, "gaps grow: \(gaps)")
+        print("recovery backoff: \(recoveries.count) recoveries, \(probes) packets in 10 minutes of silence")
+        #expect(probes < 2_000)
     }
 }

@@ -12,12 +12,12 @@ struct TunnelProbeTests {
         let (a, b) = try Fixture.keys()
         for observed in [Fixture.v4, Fixture.v6] {
             let bytes = TunnelProbe.seal(kind: kind, txid: 0xDEAD_BEEF_0000_0001, observed: observed, keys: a)
-            let expectedLength = kind != .response ? 37 : (observed == Fixture.v4 ? 44 : 56)
+            let expectedLength = !kind.carriesEndpoint ? 37 : (observed == Fixture.v4 ? 44 : 56)
             #expect(bytes.count == expectedLength)
             #expect(TunnelProbe.isProbe(bytes))
             let probe = try TunnelProbe.open(bytes, keys: b)
             #expect(probe == TunnelProbe(kind: kind, tag: b.tag, role: .initiator, txid: 0xDEAD_BEEF_0000_0001,
-                                         observed: kind == .response ? observed : nil))
+                                         observed: kind.carriesEndpoint ? observed : nil))
             // The same through a ByteBuffer, both ways.
             var buffer = ByteBuffer()
             TunnelProbe.seal(kind: kind, txid: 7, observed: observed, keys: b, into: &buffer)
@@ -100,7 +100,7 @@ struct TunnelProbeTests {
         #expect(throws: TunnelError.notAProbe) { try TunnelProbe.open([0x50, 0x57, 0x51], keys: b) }
         var badKind = bytes
         badKind[3] = 9
-        #expect(throws: TunnelError.malformed("probe kind 9 is not 1-4")) { try TunnelProbe.open(badKind, keys: b) }
+        #expect(throws: TunnelError.malformed("probe kind 9 is not 1-5")) { try TunnelProbe.open(badKind, keys: b) }
         bytes[bytes.count - 1] ^= 1
         #expect(throws: TunnelError.authenticationFailed(.probe)) { try TunnelProbe.open(bytes, keys: b) }
         // Right tag, wrong probe key.

@@ -207,7 +207,7 @@ extension Peer {
                 keep = outcome.sockets.contains { $0.fd == udp.fd } ? udp : outcome.socket
                 do {
                     tunnel = try Tunnel.udp(outcome: outcome, peer: other, role: role, keys: keys, encrypted: options.encrypted,
-                                            setupTime: ContinuousClock.now - started)
+                                            setupTime: ContinuousClock.now - started, stunServer: stun)
                 } catch {
                     outcome.socket.close()
                     throw error

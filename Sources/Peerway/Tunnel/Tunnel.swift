@@ -181,8 +181,9 @@ public final class Tunnel: @unchecked Sendable, CustomStringConvertible {
     /// A UDP tunnel on the traversal's outcome. Encrypted, it runs on every socket of the
     /// traversal under a `TunnelPathMachine` (relay first: it moves to a direct path found later,
     /// and between paths whenever one stops); raw, it is the winning socket itself, connected.
+    /// `stunServer`: where the tunnel learns its address anew after a network change.
     static func udp(outcome: UDPTraversal.Outcome, peer: PeerID, role: TraversalRole, keys: TunnelKeys, encrypted: Bool,
-                    setupTime: Duration) throws(PeerError) -> Tunnel {
+                    setupTime: Duration, stunServer: STUNAddress?) throws(PeerError) -> Tunnel {
         guard encrypted else {
             do { try outcome.socket.connect(to: outcome.remote) } catch { throw .traversalFailed("cannot connect the tunnel socket: \(error)") }
             outcome.socket.makeBlocking()
@@ -198,7 +199,8 @@ public final class Tunnel: @unchecked Sendable, CustomStringConvertible {
                             isEncrypted: true, role: role, remote: outcome.remote, fileDescriptor: app, pump: nil)
         if !outcome.machine.isFinished { tunnel.settled = nil }
         tunnel.current.rtt = outcome.machine.roundTripMillis(of: .init(socket: winner, remote: outcome.remote)).map { .milliseconds($0) }
-        let pump = UDPTunnelPump(sockets: outcome.sockets, app: inner, keys: keys, machine: machine, relayToken: outcome.relayToken) {
+        let pump = UDPTunnelPump(sockets: outcome.sockets, app: inner, keys: keys, machine: machine, relayToken: outcome.relayToken,
+                                 stunServer: stunServer) {
             [weak tunnel] action in tunnel?.moved(action)
         }
         tunnel.udpPump = pump

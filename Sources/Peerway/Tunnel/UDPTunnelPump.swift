@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import PeerwayCheckpoint
 import PeerwayRelay
 import PeerwaySTUN
@@ -31,6 +32,12 @@ final class UDPTunnelPump: @unchecked Sendable {
     private var crypto: TunnelRecordCrypto
     private var machine: TunnelPathMachine
     private let relayToken: RelayToken?
+    /// Where `gather` asks for this side's address, and the request waiting for its answer.
+    private let stunServer: STUNAddress?
+    private var gathering: STUNMessage?
+    /// Set by the network watcher's thread; read (and cleared) by the pump's.
+    private var networkChanged = false
+    private var watcherID: UInt64?
     private let onMove: @Sendable (TunnelPathMachine.Action) -> Void
     private let wake: (read: Int32, write: Int32)
     private let stopping = NSLock()
@@ -41,7 +48,8 @@ final class UDPTunnelPump: @unchecked Sendable {
     ///   - sockets: every socket of the traversal (index as in the machine's pairs).
     ///   - onMove: called on the pump's thread with each `.use` and `.directAbandoned`.
     init(sockets: [TunnelSocket], app: TunnelSocket, keys: TunnelKeys, machine: TunnelPathMachine, relayToken: RelayToken?,
-         onMove: @escaping @Sendable (TunnelPathMachine.Action) -> Void) {
+         stunServer: STUNAddress?, onMove: @escaping @Sendable (TunnelPathMachine.Action) -> Void) {
+        self.stunServer = stunServer
         self.sockets = sockets
         self.app = app
         crypto = TunnelRecordCrypto(keys: keys)
@@ -55,6 +63,7 @@ final class UDPTunnelPump: @unchecked Sendable {
     }
 
     func start() {
+        watcherID = NetworkWatcher.shared.listen { [weak self] in self?.noteNetworkChange() }
         let thread = Thread { [self] in run() }
         thread.name = "peerway-tunnel"
         thread.start()
@@ -69,6 +78,19 @@ final class UDPTunnelPump: @unchecked Sendable {
         stopRequested = true
         var one: UInt8 = 1
         _ = Glibc.write(wake.write, &one, 1)
+    }
+
+    private func noteNetworkChange() {
+        stopping.lock()
+        networkChanged = true
+        stopping.unlock()
+    }
+
+    private func takeNetworkChange() -> Bool {
+        stopping.lock()
+        defer { stopping.unlock() }
+        defer { networkChanged = false }
+        return networkChanged
     }
 
     private var shouldStop: Bool {
@@ -88,6 +110,7 @@ final class UDPTunnelPump: @unchecked Sendable {
             }
             for s in sockets { s?.close() }
             app.close()
+            if let watcherID { NetworkWatcher.shared.stop(watcherID) }
             stopping.lock()
             exited = true
             Glibc.close(wake.read)
@@ -96,6 +119,7 @@ final class UDPTunnelPump: @unchecked Sendable {
         }
         var pruned = false
         while !shouldStop {
+            if takeNetworkChange() { perform(machine.networkChanged(nowMillis: Self.millis())) }
             perform(machine.tick(nowMillis: Self.millis()))
             if !pruned && !machine.isUpgrading {
                 pruneSockets()
@@ -139,9 +163,22 @@ final class UDPTunnelPump: @unchecked Sendable {
         if TunnelProbe.isProbe(bytes) {
             if let probe = try? TunnelProbe.open(bytes, keys: crypto.keys),
                let kind = UDPTraversalMachine.ProbeKind(rawValue: probe.kind.rawValue) {
-                perform(machine.received(kind, txid: probe.txid, socket: socket, from: source, nowMillis: now))
+                if kind == .candidate, let address = probe.observed {
+                    perform(machine.received(candidate: address, txid: probe.txid, socket: socket, from: source, nowMillis: now))
+                } else {
+                    perform(machine.received(kind, txid: probe.txid, socket: socket, from: source, nowMillis: now))
+                }
             }
             return true
+        }
+        if let request = gathering, source == stunServer, socket == 0 {
+            var b = ByteBuffer(bytes: bytes)
+            if let message = try? b.readSTUNMessage(), message.transactionID == request.transactionID,
+               message.type == .bindingSuccess, let mapped = message.mappedAddress {
+                gathering = nil
+                machine.gathered(mapped, nowMillis: now)
+                return true
+            }
         }
         switch crypto.openDatagram(bytes) {
         case .data(let payload):
@@ -167,6 +204,11 @@ final class UDPTunnelPump: @unchecked Sendable {
                 if let relayToken { send(RelayMessage.bind(relayToken), on: .init(socket: 0, remote: to)) }
             case .keepalive(let pair):
                 send(crypto.keepaliveDatagram(), on: pair)
+            case .gather:
+                guard let stunServer else { continue }
+                let request = STUNMessage(type: .bindingRequest)
+                gathering = request
+                send(request.encodedBytes(), on: .init(socket: 0, remote: stunServer))
             case .use, .directAbandoned:
                 onMove(action)
             }

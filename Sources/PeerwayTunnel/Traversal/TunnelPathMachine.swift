@@ -14,39 +14,18 @@ import PeerwaySTUN
                and direct is tried again after `firstRetryMillis`, doubling to `maximumRetryMillis`
    relay       a retry request answered on the direct pair ─► use(direct); a request or a record
                arriving over the direct pair brings the next retry forward to now
+   relay lost  the relay path is watched the same way; when it fails too (or the host's
+               network changed), the paths are recovered: the relay is bound again (it moves the
+               side to the new address), this side's address is gathered anew and, when it
+               changed, sent to the other side as a `candidate` over the relay; both sides then
+               probe each other's current address (the punch), and the old direct pair is retried
    always      requests are answered (the other side's checks), late selects acked, a request
                from a new address of the other side is checked and, answered, becomes the direct
-               pair (NAT rebinding); a path without anything sent for `keepaliveMillis` gets a
-               keepalive (the active one and, for a quick fallback, the relay)
+               pair (NAT rebinding, a roamed peer); a path without anything sent for
+               `keepaliveMillis` gets a keepalive (the active one and, for a quick fallback, the relay)
 
  The machine sees only authenticated probes and records; the I/O (sockets, sealing) is the pump's.
 */
-
-/// Timers of a tunnel's path watching.
-public enum TunnelPathLimits {
-    /// Milliseconds of silence on the active direct path, while this side sends, before it is checked.
-    public static let silenceMillis: UInt64 = 1_000
-    /// Least milliseconds between two checks of a silent path (at least twice its round trip).
-    public static let checkIntervalMillis: UInt64 = 300
-    /// Unanswered checks after which the direct path counts as dead (about 1.5 s more).
-    public static let checkAttempts = 5
-    /// Milliseconds after an application send during which this side counts as sending.
-    public static let sendingWindowMillis: UInt64 = 2_000
-    /// Milliseconds without anything sent on a path before a keepalive goes out on it: inside the
-    /// UDP mapping timeout of common NATs (RFC 4787 REQ-5 asks 2 minutes; many keep 30 s).
-    public static let keepaliveMillis: UInt64 = 15_000
-    /// Milliseconds before a dead direct path is tried again; each failed retry doubles it.
-    public static let firstRetryMillis: UInt64 = 1_000
-    /// Longest wait between two retries of the direct path.
-    public static let maximumRetryMillis: UInt64 = 32_000
-    /// Milliseconds a retry request waits for its answer.
-    public static let retryTimeoutMillis: UInt64 = 1_000
-    /// Milliseconds between two relay binds while the relay has not answered (a tunnel that went
-    /// direct at once binds it afterwards, to have it for a fallback).
-    public static let relayBindIntervalMillis: UInt64 = 250
-    /// Relay binds sent before the relay counts as unavailable.
-    public static let relayBindAttempts = 20
-}
 
 /// Where a UDP tunnel sends, and when it moves. Feed it probes, records and the time.
 public struct TunnelPathMachine: Sendable {
@@ -63,36 +42,50 @@ public struct TunnelPathMachine: Sendable {
         case use(Pair, path: TunnelPath, method: TraversalMethod, rttMillis: UInt64?)
         /// Relay first: no direct path was found in the traversal's window.
         case directAbandoned(String)
+        /// Learn this side's server-reflexive address anew (a STUN request from socket 0);
+        /// answer with `gathered`.
+        case gather
     }
 
     public let role: TraversalRole
-    private var traversal: UDPTraversalMachine?
-    private var random: STUNSeededRandom
+    var traversal: UDPTraversalMachine?
+    var random: STUNSeededRandom
     /// The pair records go out on, and how it was found.
     public private(set) var active: Pair
     public private(set) var activePath: TunnelPath
     public private(set) var activeMethod: TraversalMethod
     /// The relay pair (socket 0 to the relay), when the plan had one.
     public let relay: Pair?
-    private var relayBound: Bool
-    private var relayBinds = 0
-    private var lastRelayBind: UInt64?
+    var relayBound: Bool
+    var relayBinds = 0
+    var lastRelayBind: UInt64?
     /// The direct pair last known to work (kept while on the relay, for retries).
     public private(set) var direct: Pair?
-    private var directMethod: TraversalMethod = .punch
-    private var directRTT: UInt64?
-    private var lastHeard: [Pair: UInt64] = [:]
-    private var lastSent: [Pair: UInt64] = [:]
-    private var lastAppSend: UInt64?
-    private var since: UInt64
-    private var check: (txid: UInt64, sent: Int, last: UInt64)?
-    private var retryAt: UInt64?
-    private var retryDelay = TunnelPathLimits.firstRetryMillis
-    private var retry: (txid: UInt64, sent: UInt64)?
+    var directMethod: TraversalMethod = .punch
+    var directRTT: UInt64?
+    var lastHeard: [Pair: UInt64] = [:]
+    var lastSent: [Pair: UInt64] = [:]
+    var lastAppSend: UInt64?
+    var since: UInt64
+    var check: (txid: UInt64, sent: Int, last: UInt64)?
+    var retryAt: UInt64?
+    var retryDelay = TunnelPathLimits.firstRetryMillis
+    var retry: (txid: UInt64, sent: UInt64)?
     /// Requests to a new address of the other side: the pair each checks.
-    private var learning: [UInt64: Pair] = [:]
+    var learning: [UInt64: Pair] = [:]
+    /// The endpoint of the `candidate` probe being handled (set by `received(candidate:...)`).
+    var observedCandidate: PeerEndpoint?
     /// Moves so far (for diagnostics and tests).
     public private(set) var moves = 0
+    /// The paths are being recovered (every path failed, or the host's network changed).
+    public internal(set) var recovering = false
+    var recoveryStarted: UInt64 = 0
+    var nextRecovery: UInt64 = 0
+    var recoveryBackoff = TunnelPathLimits.firstRecoveryBackoffMillis
+    var lastGather: UInt64?
+    /// This side's last known server-reflexive address, and sends of a new one still due.
+    var reflexive: PeerEndpoint?
+    var candidate: (address: PeerEndpoint, sent: Int, last: UInt64?)?
 
     /// - Parameters:
     ///   - traversal: the traversal machine the tunnel came from, right after its first
@@ -131,12 +124,6 @@ public struct TunnelPathMachine: Sendable {
         traversal?.relayAnswered()
     }
 
-    /// The application's record went out on the active pair.
-    public mutating func sent(nowMillis now: UInt64) {
-        lastAppSend = now
-        lastSent[active] = now
-    }
-
     /// An authenticated record (data, keepalive) arrived on `socket` from `from`.
     public mutating func heard(socket: Int, from: PeerEndpoint, nowMillis now: UInt64) {
         let pair = Pair(socket: socket, remote: from)
@@ -159,7 +146,10 @@ public struct TunnelPathMachine: Sendable {
         switch kind {
         case .request:
             out.append(send(.probe(.response, txid: txid, socket: socket, to: from, observed: from), now))
-            if pair != direct && pair != relay && learning.values.contains(pair) == false && learning.count < 16 {
+            if let t = learning.first(where: { $0.value == pair })?.key {
+                // Its own request came through: ours may now too (the punch).
+                out.append(send(.probe(.request, txid: t, socket: socket, to: from, observed: nil), now))
+            } else if pair != direct && pair != relay && pair != active && learning.count < TunnelPathLimits.maximumLearning {
                 // A new address of the other side (its NAT mapped it anew): check it ourselves.
                 let t = random.next()
                 learning[t] = pair
@@ -174,18 +164,28 @@ public struct TunnelPathMachine: Sendable {
                 check = nil
                 directRTT = now - min(now, c.last)
             } else if let r = retry, r.txid == txid, pair == direct {
+                if recovering { endRecovery(found: true, now) }
                 retry = nil
                 retryDelay = TunnelPathLimits.firstRetryMillis
                 directRTT = now - min(now, r.sent)
                 out.append(move(to: pair, path: .direct, method: directMethod))
             } else if let learnt = learning.removeValue(forKey: txid), learnt == pair {
-                let wasActive = activePath == .direct
                 direct = pair
                 directRTT = nil
-                if wasActive || activePath == .relayed {
-                    check = nil
-                    retry = nil
-                    out.append(move(to: pair, path: .direct, method: directMethod))
+                check = nil
+                if recovering { endRecovery(found: true, now) }
+                retry = nil
+                learning.removeAll()
+                out.append(move(to: pair, path: .direct, method: directMethod))
+            }
+        case .candidate:
+            // The other side's new address (it roamed): probe it from the direct socket.
+            if let address = observedCandidate {
+                let target = Pair(socket: direct?.socket ?? 0, remote: address)
+                if target != direct, learning.count < TunnelPathLimits.maximumLearning, !learning.values.contains(target) {
+                    let t = random.next()
+                    learning[t] = target
+                    out.append(send(.probe(.request, txid: t, socket: target.socket, to: address, observed: nil), now))
                 }
             }
         case .selectAck:
@@ -202,15 +202,18 @@ public struct TunnelPathMachine: Sendable {
             traversal = t
             out += adopt(actions, now: now)
         }
-        if let relay, !relayBound, traversal == nil, relayBinds < TunnelPathLimits.relayBindAttempts,
+        if traversal == nil {
+            out += watchActive(now)
+            if activePath == .relayed || recovering { out += retryDirect(now) }
+            out += recover(now)
+        }
+        if let relay, !relayBound, traversal == nil, relayBinds < TunnelPathLimits.relayBindAttempts || recovering,
            lastRelayBind.map({ now >= $0 + TunnelPathLimits.relayBindIntervalMillis }) ?? true {
             relayBinds += 1
             lastRelayBind = now
             out.append(.bindRelay(to: relay.remote))
             lastSent[relay] = now
         }
-        if traversal == nil && activePath == .direct { out += watchDirect(now) }
-        if traversal == nil && activePath == .relayed { out += retryDirect(now) }
         // Keepalives: the active path, and the relay kept ready for a fallback.
         if now >= (lastSent[active] ?? since) + TunnelPathLimits.keepaliveMillis {
             out.append(send(.keepalive(active), now))
@@ -223,34 +226,49 @@ public struct TunnelPathMachine: Sendable {
 
     // MARK: inside
 
-    private mutating func watchDirect(_ now: UInt64) -> [Action] {
+    /// Checks the active path when it fell silent; a dead direct path falls back to the relay, a
+    /// dead relay path (or a relay fallback that is dead too) starts the recovery.
+    mutating func watchActive(_ now: UInt64) -> [Action] {
+        // Recovering, or a recovery found nothing lately: nothing to check until it may run again.
+        guard !recovering, now >= nextRecovery else { return [] }
         let heard = lastHeard[active] ?? since
         if let c = check {
-            let interval = max(TunnelPathLimits.checkIntervalMillis, 2 * (directRTT ?? 0))
+            let rtt = activePath == .direct ? (directRTT ?? 0) : 0
+            let interval = max(TunnelPathLimits.checkIntervalMillis, 2 * rtt)
             guard now >= c.last + interval else { return [] }
             if c.sent >= TunnelPathLimits.checkAttempts {
                 check = nil
-                retryAt = now + retryDelay
-                guard let relay, relayBound else { return [] }  // nothing to fall back to: retried later
-                return [move(to: relay, path: .relayed, method: .relay)]
+                if activePath == .direct, let relay, relayBound, now < (lastHeard[relay] ?? since) + 2 * TunnelPathLimits.keepaliveMillis + TunnelPathLimits.silenceMillis {
+                    retryAt = now + retryDelay
+                    // The relay was heard lately: fall back to it (it is checked in turn if it is silent too).
+                    lastHeard[relay] = now
+                    return [move(to: relay, path: .relayed, method: .relay)]
+                }
+                return startRecovery(now)
             }
             check = (c.txid, c.sent + 1, now)
             return [send(.probe(.request, txid: c.txid, socket: active.socket, to: active.remote, observed: nil), now)]
         }
-        if let r = retryAt, now < r { return [] }
+        if activePath == .direct, let r = retryAt, now < r { return [] }
         let sending = lastAppSend.map { now < $0 + TunnelPathLimits.sendingWindowMillis } ?? false
         let silent = now >= heard + TunnelPathLimits.silenceMillis
         let longSilent = now >= heard + 2 * TunnelPathLimits.keepaliveMillis + TunnelPathLimits.silenceMillis
         guard silent && (sending || longSilent) else { return [] }
-        retryAt = nil
+        if activePath == .direct { retryAt = nil }
         let txid = random.next()
         check = (txid, 1, now)
         return [send(.probe(.request, txid: txid, socket: active.socket, to: active.remote, observed: nil), now)]
     }
 
-    private mutating func retryDirect(_ now: UInt64) -> [Action] {
+    mutating func retryDirect(_ now: UInt64) -> [Action] {
         guard let direct else { return [] }
         if let r = retry {
+            if recovering {
+                // Punching: a request every `recoveryRetryMillis` while the other side does the same.
+                guard now >= r.sent + TunnelPathLimits.recoveryRetryMillis else { return [] }
+                retry = (r.txid, now)
+                return [send(.probe(.request, txid: r.txid, socket: direct.socket, to: direct.remote, observed: nil), now)]
+            }
             guard now >= r.sent + TunnelPathLimits.retryTimeoutMillis else { return [] }
             retry = nil
             retryDelay = min(retryDelay * 2, TunnelPathLimits.maximumRetryMillis)
@@ -263,7 +281,7 @@ public struct TunnelPathMachine: Sendable {
         return [send(.probe(.request, txid: txid, socket: direct.socket, to: direct.remote, observed: nil), now)]
     }
 
-    private mutating func move(to pair: Pair, path: TunnelPath, method: TraversalMethod) -> Action {
+    mutating func move(to pair: Pair, path: TunnelPath, method: TraversalMethod) -> Action {
         active = pair
         activePath = path
         activeMethod = method
@@ -273,7 +291,7 @@ public struct TunnelPathMachine: Sendable {
     }
 
     /// The traversal machine's actions, as this machine's.
-    private mutating func adopt(_ actions: [UDPTraversalMachine.Action], now: UInt64) -> [Action] {
+    mutating func adopt(_ actions: [UDPTraversalMachine.Action], now: UInt64) -> [Action] {
         var out: [Action] = []
         for action in actions {
             switch action {
@@ -304,7 +322,7 @@ public struct TunnelPathMachine: Sendable {
     }
 
     /// Notes what goes out on which pair (keepalives are due only on quiet pairs).
-    private mutating func send(_ action: Action, _ now: UInt64) -> Action {
+    mutating func send(_ action: Action, _ now: UInt64) -> Action {
         switch action {
         case .probe(_, _, let socket, let to, _): lastSent[Pair(socket: socket, remote: to)] = now
         case .keepalive(let pair): lastSent[pair] = now

@@ -69,6 +69,8 @@ public struct UDPTraversalMachine: Sendable {
     /// The probe kinds the machine sends and receives (docs/traversal-protocol.md, Probes).
     public enum ProbeKind: UInt8, Sendable {
         case request = 1, response = 2, select = 3, selectAck = 4
+        /// After a network change: the sender's new address, to probe (`TunnelPathMachine`).
+        case candidate = 5
     }
 
     public enum Action: Equatable, Sendable {
@@ -333,6 +335,8 @@ public struct UDPTraversalMachine: Sendable {
             if let i, !(onRelay && pairs[i].isRelay) {
                 out.append(establish(i))
             }
+        case .candidate:
+            break  // the path machine's, once the tunnel is up
         case .selectAck:
             guard role == .initiator, case .selecting(let i, let sent, _, _) = state, sent == txid, pairs[i].pair == pair else { break }
             out.append(establish(i))
