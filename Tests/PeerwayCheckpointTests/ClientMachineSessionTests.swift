@@ -57,6 +57,26 @@ struct ClientMachineSessionTests {
         #expect(cause == .addressChanged(from: old))
     }
 
+    @Test("a network change sends the keepalive at once: a roamed peer's registration follows within a round trip")
+    func networkChangeKeepalive() throws {
+        var h = ClientHarness(keepaliveSeconds: 25)
+        h.register()
+        h.advance(by: .seconds(3))
+        #expect(h.takeSent().isEmpty)
+        h.perform(h.machine.networkChanged(now: h.now))
+        let sent = h.openSent()
+        let keepalive = try #require(sent.first)
+        #expect(keepalive.frame == .keepalive)
+        // The answer shows the new address: the machine registers again on the same session.
+        let moved = PeerEndpoint(ip: .v4(0xC633_6409), port: 42_000)
+        h.push(.keepaliveAck(observed: moved), id: keepalive.id)
+        guard case .register? = h.openSent().first?.frame else { Issue.record("no re-registration"); return }
+        // Before a registration, a network change is harmless.
+        var fresh = ClientHarness()
+        fresh.perform(fresh.machine.networkChanged(now: fresh.now))
+        #expect(fresh.takeSent().isEmpty)
+    }
+
     @Test("a new port on the same IP at a keepalive (the NAT forgot the mapping) halves the keepalive interval")
     func natTimeoutShortensKeepalive() throws {
         var h = ClientHarness()

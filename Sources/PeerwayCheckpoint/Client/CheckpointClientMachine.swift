@@ -198,6 +198,17 @@ public struct CheckpointClientMachine: Sendable {
         return flush()
     }
 
+    /// The host's addresses changed (another network, an interface up or down): the keepalive
+    /// goes out now, so the supernode learns the new public endpoint (and the machine re-registers
+    /// if it changed) within a round trip rather than at the next keepalive. Harmless otherwise.
+    public mutating func networkChanged(now: NIODeadline) -> [CheckpointClientAction] {
+        if case .registered(var s) = state, s.registration != nil {
+            s.nextKeepaliveAt = now
+            state = .registered(s)
+        }
+        return wakeUp(now: now)
+    }
+
     /// Ends the registration (an `unregister`, best effort) and fails every unfinished call with
     /// `.stopped`. Reports `stopped(.requested)` once the checkpoint answered or after
     /// `unregisterTimeout`.
