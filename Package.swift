@@ -37,6 +37,11 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         // INDEX management API.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        // Operators' metrics: the swift-metrics API, exported in Prometheus' text format (GET /metrics).
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // `peerway supernode --config FILE`: the supernode's settings in TOML.
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         .target(
@@ -105,6 +110,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The cluster's membership table in the shared PostgreSQL (the INDEX's driver).
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                // GET /metrics: one Prometheus registry per supernode (Observability/).
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                // SupernodeSettings: the configuration file.
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         .target(

@@ -1,3 +1,4 @@
+import PeerwayCheckpoint
 import PeerwayIndex
 
 /// Every bound the management API enforces, named. The INDEX's own limits (`IndexLimits`: names,
@@ -19,12 +20,25 @@ public enum IndexAPILimits {
     public static let maximumTokenBytes = 512
     /// Random bytes in a generated admin token (encoded as 43 characters of base64url).
     public static let generatedTokenBytes = 32
-    /// Longest `q` search query taken from a URL; the query language's own limits apply beneath.
-    public static let maximumQueryBytes = 4_096
+    /// Longest `q` search query, in bytes: the query language's own limit
+    /// (`CheckpointQuery.maximumBytes`), declared as `maxLength` in the OpenAPI document.
+    public static let maximumQueryBytes = CheckpointQuery.maximumBytes
+    /// Most decimal digits in one part of a page cursor (`after`, `next`): 18 digits always fit
+    /// an `Int64`, so every cursor the pattern admits is one the server takes.
+    public static let maximumCursorDigits = 18
+    /// Parts of a page cursor (separated by `.`) of `/v1/memberships`: network id and user id.
+    public static let membershipCursorParts = 2
+    /// Parts of the page cursor of every other listing: one id.
+    public static let listingCursorParts = 1
+    /// Fewest characters (Unicode code points, as JSON Schema's `minLength` counts) in a password
+    /// the API takes; at least as many bytes as `IndexLimits.passwordBytes` asks for.
+    public static let minimumPasswordCharacters = IndexLimits.passwordBytes.lowerBound
     /// Items on a page when `limit` is not given (listings and searches alike).
     public static let defaultPageSize = 20
     /// Most items on a listing page (`GET /v1/users`, `/v1/networks`, `/v1/memberships` without `q`).
     public static let maximumListPage = IndexLimits.maximumListPage
-    /// Most items on a search page (`?q=`) and on members and networks-of-a-user listings.
+    /// Most items on a search page (`?q=`) and on members and networks-of-a-user listings. A search
+    /// of users or networks may ask for up to `maximumListPage`; its page then holds at most this
+    /// many items (and `next` leads on).
     public static let maximumSearchPage = IndexLimits.maximumSearchPage
 }

@@ -57,6 +57,7 @@ extension IndexAPIRoutes {
     func updateNetwork(_ request: Request, _ context: IndexAPIRequestContext) async throws -> Response {
         let body = try await decodeBody(IndexAPIUpdateNetwork.self, request)
         let access = try body.access.map { text throws(IndexAPIError) in try NetworkAccess.parsing(text) }
+        if let changes = body.metadata { try IndexAPIContract.checkChanges(changes) }
         var network = try await network(try context.parameters.require("name"))
         if let ownerName = body.owner {
             let owner = try await user(ownerName)
@@ -65,8 +66,9 @@ extension IndexAPIRoutes {
             }
         }
         if access != nil || !(body.metadata ?? [:]).isEmpty {
-            network = try await store.updateNetwork(network.id, NetworkUpdate(access: access, metadata: body.metadata ?? [:]),
-                                                    by: .administrator)
+            let update = NetworkUpdate(access: access, metadata: body.metadata ?? [:])
+            let id = network.id
+            network = try await IndexAPIContract.metadataFullAsConflict { try await store.updateNetwork(id, update, by: .administrator) }
         }
         return try json(try await described(network))
     }
@@ -150,7 +152,7 @@ extension IndexAPIRoutes {
     }
 
     func listMemberships(_ request: Request) async throws -> Response {
-        let paging = try Paging(request)
+        let paging = try Paging(request, cursorParts: IndexAPILimits.membershipCursorParts)
         let page = try await store.listMemberships(after: paging.after, limit: paging.limit)
         var names = NameCache(store: store)
         return try json(IndexAPIPage(items: try await names.memberships(page.items), next: page.next?.description))

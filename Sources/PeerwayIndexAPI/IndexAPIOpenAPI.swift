@@ -1,4 +1,5 @@
 import Foundation
+import PeerwayCheckpoint
 import PeerwayIndex
 
 /// The management API's OpenAPI 3.1 document, served at `GET /openapi.json`: every route, its
@@ -27,12 +28,15 @@ enum IndexAPIOpenAPI {
                 UTC with milliseconds; metadata follows the CHECKPOINT's rules (16 entries, keys of 1-32 bytes of \
                 a-z 0-9 _ . -, values up to 128 bytes, 512 bytes in all). Listings are paged: pass a page's `next` \
                 back as `after`. Request bodies are JSON objects of at most \(IndexAPILimits.maximumBodyBytes) bytes \
-                whose unknown fields are refused. Errors are `{"error": {"code", "message"}}`.
+                whose unknown fields are refused, as are fields given as null. Errors are `{"error": {"code", "message"}}`; \
+                a method a path does not list is answered 405 `method_not_allowed` with `Allow`. The schemas declare \
+                every limit the server enforces; two that JSON Schema cannot state are extension keywords: \
+                `x-maxBytes` (UTF-8 bytes of a string) and `x-maxTotalBytes` (bytes of a metadata object's keys and values).
                 """,
             ] as Object,
             "servers": [["url": "http://127.0.0.1:\(IndexAPILimits.defaultPort)"]],
             "security": [["bearer": [String]()]],
-            "paths": paths(),
+            "paths": paths().merging(reportPaths()) { a, _ in a },
             "components": components(),
         ]
     }
@@ -40,10 +44,12 @@ enum IndexAPIOpenAPI {
     // MARK: Paths
 
     static func paths() -> Object {
-        let user = parameter("name", "path", "A username.")
-        let network = parameter("name", "path", "A network name.")
-        let member = parameter("user", "path", "A member's username.")
+        let user = parameter("name", "path", "A username.", schema: IndexAPIContract.username)
+        let network = parameter("name", "path", "A network name.", schema: IndexAPIContract.networkName)
+        let member = parameter("user", "path", "A member's username.", schema: IndexAPIContract.username)
         let listing = [ref("parameters", "after"), ref("parameters", "limit")]
+        let shortListing = [ref("parameters", "after"), ref("parameters", "shortLimit")]
+        let membershipListing = [ref("parameters", "membershipAfter"), ref("parameters", "limit")]
         let searchable = [ref("parameters", "q")] + listing
         return [
             "/openapi.json": [
@@ -61,13 +67,13 @@ enum IndexAPIOpenAPI {
                 "get": operation("getUser", "One user, with the peers they are logged in from and whether each is online.",
                                  parameters: [user], answer: (200, "User"), errors: [404]),
                 "patch": operation("updateUser", "Changes metadata (a null value removes the key) and/or the password.",
-                                   parameters: [user], body: "UpdateUser", answer: (200, "User"), errors: [400, 404]),
+                                   parameters: [user], body: "UpdateUser", answer: (200, "User"), errors: [400, 404, 409]),
                 "delete": operation("deleteUser", "Deletes the user with their sessions, memberships and invitations (refused, 403 `owns_networks`, while they own a network).",
                                     parameters: [user], answer: (204, nil), errors: [403, 404]),
             ] as Object,
             "/v1/users/{name}/networks": [
                 "get": operation("listUserNetworks", "The user's memberships, in network id order.",
-                                 parameters: [user] + listing, answer: (200, "MembershipPage"), errors: [400, 404]),
+                                 parameters: [user] + shortListing, answer: (200, "MembershipPage"), errors: [400, 404]),
             ] as Object,
             "/v1/users/{name}/invitations": [
                 "get": operation("listUserInvitations", "The user's pending invitations.",
@@ -82,13 +88,13 @@ enum IndexAPIOpenAPI {
             "/v1/networks/{name}": [
                 "get": operation("getNetwork", "One network.", parameters: [network], answer: (200, "Network"), errors: [404]),
                 "patch": operation("updateNetwork", "Changes access, metadata (null removes a key) and/or the owner (a member; the old owner becomes an admin).",
-                                   parameters: [network], body: "UpdateNetwork", answer: (200, "Network"), errors: [400, 404]),
+                                   parameters: [network], body: "UpdateNetwork", answer: (200, "Network"), errors: [400, 404, 409]),
                 "delete": operation("deleteNetwork", "Deletes the network with its memberships and invitations.",
                                     parameters: [network], answer: (204, nil), errors: [404]),
             ] as Object,
             "/v1/networks/{name}/members": [
                 "get": operation("listMembers", "The network's members, in user id order.",
-                                 parameters: [network] + listing, answer: (200, "MembershipPage"), errors: [400, 404]),
+                                 parameters: [network] + shortListing, answer: (200, "MembershipPage"), errors: [400, 404]),
                 "post": operation("addMember", "Adds a user (to an invite-only network through an invitation made for them), then names their role.",
                                   parameters: [network], body: "AddMember", answer: (201, "Membership"), errors: [400, 404, 409, 422]),
             ] as Object,
@@ -111,7 +117,7 @@ enum IndexAPIOpenAPI {
             ] as Object,
             "/v1/memberships": [
                 "get": operation("listMemberships", "Every membership, in (network, user) order.",
-                                 parameters: listing, answer: (200, "MembershipPage"), errors: [400]),
+                                 parameters: membershipListing, answer: (200, "MembershipPage"), errors: [400]),
             ] as Object,
         ]
     }
@@ -136,8 +142,8 @@ enum IndexAPIOpenAPI {
         return result
     }
 
-    static func parameter(_ name: String, _ location: String, _ description: String) -> Object {
-        ["name": name, "in": location, "required": location == "path", "description": description, "schema": ["type": "string"]]
+    static func parameter(_ name: String, _ location: String, _ description: String, schema: Object = ["type": "string"]) -> Object {
+        ["name": name, "in": location, "required": location == "path", "description": description, "schema": schema]
     }
 
     static func ref(_ kind: String, _ name: String) -> Object { ["$ref": "#/components/\(kind)/\(name)"] }
@@ -150,7 +156,7 @@ enum IndexAPIOpenAPI {
         401: ("Unauthorized", "Missing or wrong admin token (`unauthorized`); sent with `WWW-Authenticate: Bearer`."),
         403: ("Forbidden", "An INDEX rule refuses: `owns_networks`, `cannot_remove_owner`, `invite_only`, `owner_cannot_leave`, `not_network_owner`, `not_network_manager`, `not_your_record`, `admin_cannot_manage_admin`, `bad_credentials`."),
         404: ("NotFound", "No such record: `no_such_user`, `no_such_network`, `not_member`, `not_invited`, `not_logged_in`; or no such route (`not_found`)."),
-        409: ("Conflict", "Taken or already so: `username_taken`, `network_name_taken`, `already_member`, `already_invited`."),
+        409: ("Conflict", "Taken or already so: `username_taken`, `network_name_taken`, `already_member`, `already_invited`; or metadata changes that would leave the record over the metadata limits (`metadata_full`)."),
         413: ("BodyTooLarge", "The body is larger than \(IndexAPILimits.maximumBodyBytes) bytes (`body_too_large`)."),
         422: ("LimitReached", "An INDEX limit is reached: `too_many_networks` (\(IndexLimits.maximumNetworksPerUser) per user), `too_many_members` (\(IndexLimits.maximumMembersPerNetwork) per network), `too_many_invitations` (\(IndexLimits.maximumInvitationsPerNetwork) pending per network)."),
         429: ("RateLimited", "Rate limited (`rate_limited`); `Retry-After` says how many seconds to wait."),
@@ -172,16 +178,23 @@ enum IndexAPIOpenAPI {
         return [
             "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer", "description": "The admin token (DATA_DIR/admin-token)."]],
             "parameters": [
-                "after": ["name": "after", "in": "query", "required": false, "schema": ["type": "string"],
-                          "description": "The `next` of the previous page."] as Object,
+                "after": ["name": "after", "in": "query", "required": false,
+                          "schema": IndexAPIContract.after(parts: IndexAPILimits.listingCursorParts),
+                          "description": "The `next` of the previous page (empty or absent: the first page)."] as Object,
+                "membershipAfter": ["name": "after", "in": "query", "required": false,
+                                    "schema": IndexAPIContract.after(parts: IndexAPILimits.membershipCursorParts),
+                                    "description": "The `next` of the previous page (empty or absent: the first page)."] as Object,
                 "limit": ["name": "limit", "in": "query", "required": false,
-                          "schema": ["type": "integer", "minimum": 1, "maximum": IndexAPILimits.maximumListPage, "default": IndexAPILimits.defaultPageSize],
-                          "description": "Items per page: 1-\(IndexAPILimits.maximumListPage) for listings, 1-\(IndexAPILimits.maximumSearchPage) for searches (`q`) and for members and a user's networks."] as Object,
-                "q": ["name": "q", "in": "query", "required": false, "schema": ["type": "string", "maxLength": IndexAPILimits.maximumQueryBytes],
-                      "description": "A metadata query in the CHECKPOINT's language: `key=value`, `!=`, `^=` (prefix), `<` `<=` `>` `>=` (numbers), `key?` (present), `*` (all), AND / OR / NOT, parentheses."] as Object,
+                          "schema": IndexAPIContract.limit(maximum: IndexAPILimits.maximumListPage),
+                          "description": "Most items per page. A search (`q`) answers at most \(IndexAPILimits.maximumSearchPage) per page whatever it asks; `next` leads on."] as Object,
+                "shortLimit": ["name": "limit", "in": "query", "required": false,
+                               "schema": IndexAPIContract.limit(maximum: IndexAPILimits.maximumSearchPage),
+                               "description": "Most items per page."] as Object,
+                "q": ["name": "q", "in": "query", "required": false, "schema": IndexAPIContract.query,
+                      "description": "A metadata query in the CHECKPOINT's language (format `\(IndexAPIContract.queryFormat)`): `key=value`, `!=`, `^=` (prefix), `<` `<=` `>` `>=` (numbers), `key?` (present), `*` (all), AND / OR / NOT, parentheses; at most \(CheckpointQuery.maximumTerms) terms, \(CheckpointQuery.maximumDepth) levels of nesting and \(IndexAPILimits.maximumQueryBytes) bytes. Every OR branch needs a positive term (`* AND NOT a=1`, not `NOT a=1`). Not valid: 400 `invalid_query`."] as Object,
             ] as Object,
             "responses": responses,
-            "schemas": schemas(),
+            "schemas": schemas().merging(reportSchemas()) { a, _ in a },
         ]
     }
 
@@ -189,18 +202,22 @@ enum IndexAPIOpenAPI {
         let id: Object = ["type": "string", "description": "A permanent id: `u<number>` (users), `n<number>` (networks)."]
         let date: Object = ["type": "string", "format": "date-time"]
         let nullableName: Object = ["type": ["string", "null"]]
-        let metadata: Object = ["type": "object", "additionalProperties": ["type": "string"], "maxProperties": IndexLimits.metadataEntries]
-        let changes: Object = ["type": "object", "additionalProperties": ["type": ["string", "null"]],
-                               "description": "Keys to set (a string) or remove (null), all or nothing."]
+        let username = IndexAPIContract.username
+        let metadata = IndexAPIContract.metadata
+        let changes = IndexAPIContract.metadataChanges
+        let password = IndexAPIContract.password
         let role: Object = ["type": "string", "enum": ["member", "admin", "owner"]]
         let settableRole: Object = ["type": "string", "enum": ["member", "admin"]]
         let access: Object = ["type": "string", "enum": ["open", "invite-only"]]
         func object(_ properties: Object, required: [String], closed: Bool = true) -> Object {
             ["type": "object", "properties": properties, "required": required, "additionalProperties": !closed]
         }
-        func page(_ item: String) -> Object {
+        func described(_ schema: Object, _ description: String) -> Object {
+            schema.merging(["description": description]) { _, new in new }
+        }
+        func page(_ item: String, cursorParts: ClosedRange<Int> = IndexAPILimits.listingCursorParts...IndexAPILimits.listingCursorParts) -> Object {
             object(["items": ["type": "array", "items": ref("schemas", item)],
-                    "next": ["type": "string", "description": "Absent on the last page."]], required: ["items"])
+                    "next": IndexAPIContract.next(parts: cursorParts)], required: ["items"])
         }
         return [
             "Error": object(["error": object(["code": ["type": "string"], "message": ["type": "string"]], required: ["code", "message"])],
@@ -223,18 +240,17 @@ enum IndexAPIOpenAPI {
                                  required: ["networkId", "userId", "created"]),
             "UserPage": page("User"),
             "NetworkPage": page("Network"),
-            "MembershipPage": page("Membership"),
+            "MembershipPage": page("Membership", cursorParts: IndexAPILimits.listingCursorParts...IndexAPILimits.membershipCursorParts),
             "InvitationList": object(["items": ["type": "array", "items": ref("schemas", "Invitation")]], required: ["items"]),
-            "CreateUser": object(["name": ["type": "string"], "password": ["type": "string", "minLength": IndexLimits.passwordBytes.lowerBound],
-                                  "metadata": metadata], required: ["name", "password"]),
-            "UpdateUser": object(["metadata": changes, "password": ["type": "string"]], required: []),
-            "CreateNetwork": object(["name": ["type": "string"], "owner": ["type": "string", "description": "The owner's username."],
+            "CreateUser": object(["name": username, "password": password, "metadata": metadata], required: ["name", "password"]),
+            "UpdateUser": object(["metadata": changes, "password": password], required: []),
+            "CreateNetwork": object(["name": IndexAPIContract.networkName, "owner": described(username, "The owner's username."),
                                      "access": access, "metadata": metadata], required: ["name", "owner"]),
             "UpdateNetwork": object(["access": access, "metadata": changes,
-                                     "owner": ["type": "string", "description": "Transfer to this member."]], required: []),
-            "AddMember": object(["user": ["type": "string"], "role": settableRole], required: ["user"]),
+                                     "owner": described(username, "Transfer to this member.")], required: []),
+            "AddMember": object(["user": username, "role": settableRole], required: ["user"]),
             "SetRole": object(["role": settableRole], required: ["role"]),
-            "Invite": object(["user": ["type": "string"]], required: ["user"]),
+            "Invite": object(["user": username], required: ["user"]),
         ]
     }
 }

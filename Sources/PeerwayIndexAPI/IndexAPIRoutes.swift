@@ -52,6 +52,7 @@ struct IndexAPIRoutes: Sendable {
 
     func createUser(_ request: Request) async throws -> Response {
         let body = try await decodeBody(IndexAPICreateUser.self, request)
+        try IndexAPIContract.checkPassword(body.password)
         let user = try await store.createUser(name: body.name, password: body.password, metadata: body.metadata ?? [:])
         return try json(IndexAPIUser(user, sessions: []), status: .created)
     }
@@ -63,12 +64,15 @@ struct IndexAPIRoutes: Sendable {
 
     func updateUser(_ request: Request, _ context: IndexAPIRequestContext) async throws -> Response {
         let body = try await decodeBody(IndexAPIUpdateUser.self, request)
+        if let password = body.password { try IndexAPIContract.checkPassword(password) }
+        if let changes = body.metadata { try IndexAPIContract.checkChanges(changes) }
         var user = try await user(try context.parameters.require("name"))
         if let password = body.password {
             try await store.changePassword(of: user.id, to: password, by: .administrator)
         }
         if let changes = body.metadata {
-            user = try await store.updateUserMetadata(of: user.id, changes: changes, by: .administrator)
+            let id = user.id
+            user = try await IndexAPIContract.metadataFullAsConflict { try await store.updateUserMetadata(of: id, changes: changes, by: .administrator) }
         } else if body.password != nil, let changed = try await store.user(id: user.id) {
             user = changed
         }
@@ -126,20 +130,27 @@ struct Paging {
     let limit: Int
     let q: String?
 
-    init(_ request: Request, search: Bool = false) throws {
-        let parameters = request.uri.queryParameters
-        if let text = parameters["after"].map(String.init), !text.isEmpty {
-            guard let cursor = IndexCursor(text) else { throw IndexAPIError(IndexError.invalidCursor(text)) }
+    /// `short`: a listing whose pages hold at most `IndexAPILimits.maximumSearchPage` items
+    /// (members, a user's networks); others take up to `maximumListPage`, and a search (`q`)
+    /// among them answers pages of at most `maximumSearchPage` items whatever `limit` asks.
+    /// `cursorParts`: the parts of this listing's cursors (`IndexAPILimits.listingCursorParts`,
+    /// `membershipCursorParts`).
+    init(_ request: Request, search short: Bool = false, cursorParts: Int = IndexAPILimits.listingCursorParts) throws {
+        let parameters = try IndexAPIContract.queryParameters(request.uri.query)
+        if let text = parameters["after"], !text.isEmpty {
+            guard IndexAPIContract.isCursor(text[...], parts: cursorParts), let cursor = IndexCursor(text) else {
+                throw IndexAPIError(IndexError.invalidCursor(text))
+            }
             after = cursor
         } else {
             after = nil
         }
-        q = parameters["q"].map(String.init)
-        let maximum = search || q != nil ? IndexAPILimits.maximumSearchPage : IndexAPILimits.maximumListPage
+        q = parameters["q"]
+        let maximum = short ? IndexAPILimits.maximumSearchPage : IndexAPILimits.maximumListPage
         if let text = parameters["limit"] {
             guard let number = Int(text) else { throw IndexAPIError.invalidParameter("limit '\(text)' is not a number: ask for 1-\(maximum)") }
             guard (1...maximum).contains(number) else { throw IndexAPIError(IndexError.invalidPageSize(number, maximum: maximum)) }
-            limit = number
+            limit = q == nil ? number : min(number, IndexAPILimits.maximumSearchPage)
         } else {
             limit = IndexAPILimits.defaultPageSize
         }
@@ -222,6 +233,10 @@ func decodeBody<T: IndexAPIBody>(_ type: T.Type, _ request: Request) async throw
     let unknown = Set(object.keys).subtracting(T.fields)
     guard unknown.isEmpty else {
         throw IndexAPIError.invalidJSON("unknown field(s) \(unknown.sorted().joined(separator: ", ")): the fields are \(T.fields.sorted().joined(separator: ", "))")
+    }
+    // A field given as null is refused rather than read as absent: the document types none as null.
+    if let field = object.first(where: { $0.value is NSNull })?.key {
+        throw IndexAPIError.invalidJSON("field '\(field)' is null: leave it out instead")
     }
     do { return try IndexAPIJSON.decoder.decode(T.self, from: data) } catch let error as DecodingError {
         switch error {

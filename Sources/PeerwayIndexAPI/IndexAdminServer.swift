@@ -19,6 +19,11 @@ public struct IndexAdminConfiguration: Sendable {
     public var logger: Logger
     /// Called once the server listens, with its URL (`http://HOST:PORT`, the bound port).
     public var onListening: (@Sendable (_ url: String) async -> Void)?
+    /// The supernode `GET /metrics` and `GET /status` report on (`nil`: they answer 503).
+    public var reporter: (any SupernodeReporter)? = nil
+    /// Whether `GET /metrics` needs the admin token (the default); false serves it to anyone
+    /// who reaches the listener (`--metrics-without-token`). `GET /status` always needs it.
+    public var metricsNeedToken = true
 
     public init(host: String = "127.0.0.1", port: Int = IndexAPILimits.defaultPort, token: AdminToken, store: any IndexStore,
                 presence: any IndexPresence = NoIndexPresence(), logger: Logger = Logger(label: "peerway.index.admin"),
@@ -55,9 +60,10 @@ public struct IndexAdminConfiguration: Sendable {
 /// shuts down gracefully (in-flight requests finish) or is cancelled.
 ///
 /// Routes are under `/v1/` (users, networks, memberships, invitations; see `IndexAPIRoutes` and
-/// the OpenAPI document at `GET /openapi.json`). Every route needs the token, except
-/// `/openapi.json`, which describes the API and holds no data. Every call acts as
-/// `IndexActor.administrator`.
+/// the OpenAPI document at `GET /openapi.json`), and the supernode's `GET /metrics` (Prometheus)
+/// and `GET /status` (SupernodeReporting.swift). Every route needs the token, except
+/// `/openapi.json`, which describes the API and holds no data (and `/metrics` when
+/// `metricsNeedToken` is false). Every call acts as `IndexActor.administrator`.
 public struct IndexAdminServer: Service {
     public let configuration: IndexAdminConfiguration
 
@@ -65,17 +71,23 @@ public struct IndexAdminServer: Service {
         self.configuration = configuration
     }
 
-    /// The router: error mapping first (so every refusal is JSON), then `/openapi.json`, then the
-    /// token check, then the `/v1/` routes.
+    /// The router: error mapping first (so every refusal is JSON), then 405 for methods the
+    /// document does not declare, then `/openapi.json`, then the token check, then the `/v1/` routes.
     public func router() -> Router<IndexAPIRequestContext> {
         let router = Router(context: IndexAPIRequestContext.self)
+        if let reporter = configuration.reporter { router.add(middleware: SupernodeRequestMetrics(reporter: reporter)) }
         router.add(middleware: IndexAPIErrorMiddleware())
+        router.add(middleware: IndexAPIMethodMiddleware())
         let document = IndexAPIOpenAPI.document
         router.get("openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: document)))
         }
+        let report = SupernodeReportRoutes(reporter: configuration.reporter)
+        if !configuration.metricsNeedToken { report.registerMetrics(on: router) }
         router.add(middleware: AdminTokenMiddleware(token: configuration.token))
+        if configuration.metricsNeedToken { report.registerMetrics(on: router) }
+        report.registerStatus(on: router)
         IndexAPIRoutes(store: configuration.store, presence: configuration.presence).register(on: router.group("v1"))
         return router
     }

@@ -23,6 +23,8 @@ public struct SourceRateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
         var updated: NIODeadline
+        /// Its last request was refused (the next refusal is the same episode).
+        var limited = false
     }
 
     /// Requests per second per source; 0 disables limiting.
@@ -32,6 +34,9 @@ public struct SourceRateLimiter: Sendable {
     private var lastSweep: NIODeadline?
     /// Requests admitted without a bucket because the table was full.
     public private(set) var untrackedAdmissions = 0
+    /// Times a source went over its limit: refusals that followed an admission (or a new
+    /// bucket), so a source hammering for a minute counts once.
+    public private(set) var limitedSources = 0
 
     public init(ratePerSecond: Int = defaultRatePerSecond, burst: Int = defaultBurst) {
         self.ratePerSecond = max(0, ratePerSecond)
@@ -53,10 +58,13 @@ public struct SourceRateLimiter: Sendable {
             bucket.tokens = refilled(bucket, now: now)
             bucket.updated = now
             guard bucket.tokens >= 1 else {
+                if !bucket.limited { limitedSources += 1 }
+                bucket.limited = true
                 buckets[ip] = bucket
                 return false
             }
             bucket.tokens -= 1
+            bucket.limited = false
             buckets[ip] = bucket
             return true
         }

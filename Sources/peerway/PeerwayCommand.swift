@@ -15,6 +15,7 @@ struct PeerwayCommand: AsyncParsableCommand {
             PeerCommand.self,
             IndexCommand.self,
             IndexWriterCommand.self,
+            StatusCommand.self,
         ]
     )
 }

@@ -73,27 +73,28 @@ struct STUNOptions: ParsableArguments {
 }
 
 /// The STUN pair's options inside `peerway supernode`, prefixed `--stun-` (its `--listen` is CHECKPOINT's).
+/// Optional, so that a value the command line does not give comes from `--config`'s file.
 struct SupernodeSTUNOptions: ParsableArguments {
-    @Option(name: .customLong("stun-listen"), help: "Primary STUN address A:p (IP:PORT).")
-    var listen: String = "127.0.0.1:3478"
+    @Option(name: .customLong("stun-listen"), help: "Primary STUN address A:p (IP:PORT; default 127.0.0.1:3478).")
+    var listen: String?
 
     @Option(name: .customLong("stun-alternate"), help: ArgumentHelp(
         "Alternate STUN address B:p2 for RFC 5780 (IP:PORT), or 'none'.",
         discussion: "Default: 127.0.0.2 and the next port on loopback; elsewhere another address of this host of the same family, if any."))
     var alternate: String?
 
-    @Option(name: .customLong("stun-rate-limit"), help: "STUN requests per second answered per source IP (0: unlimited).")
-    var rateLimit: Int = SourceRateLimiter.defaultRatePerSecond
+    @Option(name: .customLong("stun-rate-limit"), help: "STUN requests per second answered per source IP (0: unlimited; default \(SourceRateLimiter.defaultRatePerSecond)).")
+    var rateLimit: Int?
 
-    @Option(name: .customLong("stun-rate-burst"), help: "STUN burst allowance per source IP.")
-    var rateBurst: Int = SourceRateLimiter.defaultBurst
+    @Option(name: .customLong("stun-rate-burst"), help: "STUN burst allowance per source IP (default \(SourceRateLimiter.defaultBurst)).")
+    var rateBurst: Int?
 
-    @Option(name: .customLong("stun-workers"), help: "STUN sockets per address, one per event loop (0: one per core).")
-    var workers: Int = 0
+    @Option(name: .customLong("stun-workers"), help: "STUN sockets per address, one per event loop (0, the default: one per core).")
+    var workers: Int?
 
     func configuration() throws -> STUNPairConfiguration {
         try STUNOptions.configuration(
-            listen: listen, alternate: alternate, rateLimit: rateLimit, rateBurst: rateBurst, workers: workers,
-            software: nil, flag: "stun-")
+            listen: listen ?? "127.0.0.1:3478", alternate: alternate, rateLimit: rateLimit ?? SourceRateLimiter.defaultRatePerSecond,
+            rateBurst: rateBurst ?? SourceRateLimiter.defaultBurst, workers: workers ?? 0, software: nil, flag: "stun-")
     }
 }

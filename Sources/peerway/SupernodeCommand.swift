@@ -19,12 +19,18 @@ struct SupernodeCommand: AsyncParsableCommand {
         its key lives in DATA_DIR/supernode.key (created on first start, mode 0600). The INDEX is \
         DATA_DIR/index.sqlite unless --index names another; its management API listens on 127.0.0.1:7480 \
         (--admin-listen), writes its URL to DATA_DIR/admin-url and takes the token in DATA_DIR/admin-token \
-        (created on first start, mode 0600) unless --admin-token or PEERWAY_ADMIN_TOKEN gives one.
+        (created on first start, mode 0600) unless --admin-token or PEERWAY_ADMIN_TOKEN gives one. \
+        --config FILE reads every setting from a TOML file whose keys are these flags' long names \
+        (listen = "0.0.0.0:7400", keepalive = 25, no-relay = true; see docs/supernode.example.toml); \
+        a flag given as well overrides the file's key.
         """
     )
 
-    @Option(name: .long, help: "CHECKPOINT address (IP:PORT; port 0 picks a free one).")
-    var listen: String = "127.0.0.1:7400"
+    @Option(name: .long, help: "Read the settings from this TOML file (keys: the long flags below); flags override it.")
+    var config: String?
+
+    @Option(name: .long, help: "CHECKPOINT address (IP:PORT; port 0 picks a free one; default \(Self.defaultListen)).")
+    var listen: String?
 
     @Option(name: .customLong("tcp-listen"),
             help: "CHECKPOINT's control channel over TCP, for peers without UDP (IP:PORT; default: the --listen address; the printed address says ?tcp=PORT when the port differs).")
@@ -36,8 +42,8 @@ struct SupernodeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Host peers dial, when it differs from --listen (a wildcard bind, a NAT in front).")
     var advertise: String?
 
-    @Option(name: .long, help: "Keepalive interval offered to peers, in seconds.")
-    var keepalive: UInt16 = ControlLimits.defaultKeepaliveSeconds
+    @Option(name: .long, help: "Keepalive interval offered to peers, in seconds (default \(ControlLimits.defaultKeepaliveSeconds)).")
+    var keepalive: Int?
 
     @OptionGroup(title: "STUN pair") var stun: SupernodeSTUNOptions
 
@@ -54,7 +60,7 @@ struct SupernodeCommand: AsyncParsableCommand {
     var noRelay = false
 
     @Option(name: .customLong("data-dir"), help: "Directory for the supernode's state (default ~/.peerway/supernode).")
-    var dataDirectory: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".peerway/supernode").path
+    var dataDirectoryFlag: String?
 
     @Option(name: .long,
             help: "INDEX storage: postgres://user:pass@host:port/db (PostgreSQL, shared by supernodes), or sqlite:DIR (DIR/index.sqlite); default: DATA_DIR/index.sqlite.")
@@ -71,6 +77,10 @@ struct SupernodeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-admin"), help: "Run without the INDEX management API.")
     var noAdmin = false
 
+    @Flag(name: .customLong("metrics-without-token"),
+          help: "Serve GET /metrics (Prometheus) on the management API without the admin token (for a scraper on a trusted network).")
+    var metricsWithoutToken = false
+
     @Flag(name: .customLong("no-index"), help: "Run without the INDEX (peers' INDEX requests are refused; no management API).")
     var noIndex = false
 
@@ -84,7 +94,82 @@ struct SupernodeCommand: AsyncParsableCommand {
 
     @Flag(name: .long, help: "Debug logging.") var verbose = false
 
+    /// CHECKPOINT's address when neither a flag nor the file gives one.
+    static let defaultListen = "127.0.0.1:7400"
+
+    /// The settings the flags give (nil: not given; a flag that is absent leaves the file's key).
+    var flagSettings: SupernodeSettings {
+        var s = SupernodeSettings()
+        s.listen = listen
+        s.tcpListen = tcpListen
+        s.noTCP = noTCP ? true : nil
+        s.advertise = advertise
+        s.keepalive = keepalive
+        s.stunListen = stun.listen
+        s.stunAlternate = stun.alternate
+        s.stunRateLimit = stun.rateLimit
+        s.stunRateBurst = stun.rateBurst
+        s.stunWorkers = stun.workers
+        s.noSTUN = noSTUN ? true : nil
+        s.relayListen = relayListen
+        s.relayTCPListen = relayTCPListen
+        s.noRelay = noRelay ? true : nil
+        s.dataDirectory = dataDirectoryFlag
+        s.index = index
+        s.adminListen = adminListen
+        s.adminToken = adminToken
+        s.noAdmin = noAdmin ? true : nil
+        s.metricsWithoutToken = metricsWithoutToken ? true : nil
+        s.noIndex = noIndex ? true : nil
+        s.cluster = cluster
+        s.clusterListen = clusterListen
+        s.verbose = verbose ? true : nil
+        return s
+    }
+
     func run() async throws {
+        var command = self
+        if let config {
+            // The file's settings, each replaced by the flag's when one is given.
+            command.apply(try SupernodeSettings.load(path: config).overridden(by: flagSettings))
+        }
+        try await command.serve()
+    }
+
+    /// Takes every setting from `s` (the file's merged with the flags').
+    mutating func apply(_ s: SupernodeSettings) {
+        listen = s.listen
+        tcpListen = s.tcpListen
+        noTCP = s.noTCP ?? false
+        advertise = s.advertise
+        keepalive = s.keepalive
+        stun.listen = s.stunListen
+        stun.alternate = s.stunAlternate
+        stun.rateLimit = s.stunRateLimit
+        stun.rateBurst = s.stunRateBurst
+        stun.workers = s.stunWorkers
+        noSTUN = s.noSTUN ?? false
+        relayListen = s.relayListen
+        relayTCPListen = s.relayTCPListen
+        noRelay = s.noRelay ?? false
+        dataDirectoryFlag = s.dataDirectory
+        index = s.index
+        adminListen = s.adminListen
+        adminToken = s.adminToken
+        noAdmin = s.noAdmin ?? false
+        metricsWithoutToken = s.metricsWithoutToken ?? false
+        noIndex = s.noIndex ?? false
+        cluster = s.cluster
+        clusterListen = s.clusterListen
+        verbose = s.verbose ?? false
+    }
+
+    /// The data directory: --data-dir, else ~/.peerway/supernode.
+    var dataDirectory: String {
+        dataDirectoryFlag ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".peerway/supernode").path
+    }
+
+    func serve() async throws {
         let logger = makeLogger(label: "peerway.supernode", verbose: verbose)
         let (configuration, tokenSource) = try supernodeConfiguration()
         let supernode = try await Supernode.start(configuration, logger: logger)
@@ -109,15 +194,17 @@ struct SupernodeCommand: AsyncParsableCommand {
 
     /// The supernode the flags describe, and where its admin token comes from (for the output).
     func supernodeConfiguration() throws -> (SupernodeConfiguration, tokenSource: String) {
+        let listen = self.listen ?? Self.defaultListen
         guard let listenAddress = STUNAddress(parsing: listen) else {
             throw ValidationError("--listen \(listen): expected IP:PORT, e.g. 0.0.0.0:7400 or [::]:7400")
         }
-        guard ControlLimits.keepaliveSecondsRange.contains(keepalive) else {
+        let keepalive = self.keepalive ?? Int(ControlLimits.defaultKeepaliveSeconds)
+        guard let keepaliveSeconds = UInt16(exactly: keepalive), ControlLimits.keepaliveSecondsRange.contains(keepaliveSeconds) else {
             throw ValidationError("--keepalive must be within \(ControlLimits.keepaliveSecondsRange) seconds")
         }
         var configuration = SupernodeConfiguration(
             dataDirectory: dataDirectory, listen: listenAddress, advertisedHost: advertise ?? Self.advertisedHost(for: listenAddress),
-            keepaliveSeconds: keepalive, stun: noSTUN ? nil : try stun.configuration(),
+            keepaliveSeconds: keepaliveSeconds, stun: noSTUN ? nil : try stun.configuration(),
             relay: noRelay ? nil : try relay(listen: listenAddress), index: noIndex ? .none : try indexStorage())
         if noTCP {
             configuration.tcp = .off
@@ -141,6 +228,7 @@ struct SupernodeCommand: AsyncParsableCommand {
         var tokenSource = ""
         if !noAdmin, !noIndex {
             (configuration.admin, tokenSource) = try admin(listen: listenAddress)
+            configuration.admin?.metricsNeedToken = !metricsWithoutToken
         }
         return (configuration, tokenSource)
     }

@@ -106,6 +106,7 @@ extension CheckpointMachine {
         if peer == (result.role == .initiator ? result.initiator : result.acceptor), traversals[key]?.planned == true {
             handshakeCounters.resultsByPath[result.path, default: 0] += 1
             if result.path != .failed { handshakeCounters.resultsByMethod[result.method, default: 0] += 1 }
+            if result.role == .initiator { configuration.traversalReported?(result) }
         }
         respond(.ok, id: id, session: sid, into: &out)
     }

@@ -28,6 +28,9 @@ public struct CheckpointConfiguration: Sendable {
     /// Whether this checkpoint is one of a network of supernodes: it then tells the others about
     /// its peers and routes to theirs (`.cluster` actions; ClusterFrame.swift). False: alone.
     public var clustered = false
+    /// Told each traversal outcome an initiator reports to this HANDSHAKE (operators' metrics),
+    /// on the thread that drives the machine: it must return at once. `nil`: nobody listens.
+    public var traversalReported: (@Sendable (TraversalResult) -> Void)?
 
     /// Default `helloRatePerSecond`: a NAT with many peers behind it re-handshakes them all after
     /// a supernode restart.
@@ -90,6 +93,8 @@ public struct CheckpointCounters: Equatable, Sendable {
     public var unauthenticatedBytesIn = 0, unauthenticatedBytesOut = 0
     public var cookiesSent = 0, handshakes = 0, registrations = 0, unregistrations = 0, expirations = 0
     public var keepalives = 0, requests = 0, messagesDelivered = 0, messagesFailed = 0, pushesGivenUp = 0
+    /// Of `messagesFailed`, those whose recipient was not registered (the rest timed out).
+    public var messagesOffline = 0
     /// INDEX requests handed to the store, and answers sent back.
     public var indexCalls = 0, indexAnswers = 0
     /// Dropped: malformed, failed authentication, replayed, unknown session, rate limited.

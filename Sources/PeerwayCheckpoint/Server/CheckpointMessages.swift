@@ -37,6 +37,7 @@ extension CheckpointMachine {
         } else {
             remember(key, .offline, ms: ms)
             counters.messagesFailed += 1
+            counters.messagesOffline += 1
             respond(.messageOutcome(MessageOutcome(to: message.to, messageID: message.messageID, outcome: .offline)),
                     id: id, session: sid, into: &out)
         }
@@ -73,6 +74,7 @@ extension CheckpointMachine {
         remoteFlightsBySender[key] = nil
         remember(key, outcome, ms: ms)
         if outcome == .delivered { counters.messagesDelivered += 1 } else { counters.messagesFailed += 1 }
+        if outcome == .offline { counters.messagesOffline += 1 }
         guard let sender = sessions[flight.senderSession] else { return }
         sessions[flight.senderSession]!.messagesInFlight = sender.messagesInFlight > 0 ? sender.messagesInFlight - 1 : 0
         let result = MessageOutcome(to: flight.to, messageID: flight.messageID, outcome: outcome)

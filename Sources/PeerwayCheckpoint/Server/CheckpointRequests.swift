@@ -178,6 +178,11 @@ extension CheckpointMachine {
 }
 
 extension CheckpointMachine {
+    /// Peers that watch at least one peer (operators' figures; O(1)).
+    public var watcherCount: Int { watching.count }
+    /// Peers that at least one peer watches.
+    public var watchedCount: Int { watchersOf.count }
+
     /// Forgets what `peer` watches (it left, or watches from another session now).
     mutating func dropWatches(of peer: PeerID) {
         for target in watching.removeValue(forKey: peer) ?? [] {

@@ -102,12 +102,18 @@ public actor IndexControlService {
     /// While `resync` reads logins: the peers bound or unbound meanwhile (what it read of them is stale).
     var changedDuringResync: Set<PeerID>?
 
+    /// Told each operation `handle` ran, how long it took and whether it succeeded (operators'
+    /// metrics); called on the pool, it must return at once.
+    public nonisolated let observer: (@Sendable (_ operation: IndexCall.Operation, _ took: Duration, _ succeeded: Bool) -> Void)?
+
     /// `clock` is injected so tests control the login limiter's time.
     public init(store: any IndexStore, presence: IndexPresenceTable = IndexPresenceTable(),
-                clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+                clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
+                observer: (@Sendable (_ operation: IndexCall.Operation, _ took: Duration, _ succeeded: Bool) -> Void)? = nil) {
         self.store = store
         self.presence = presence
         self.clock = clock
+        self.observer = observer
     }
 
     // MARK: - Presence
@@ -294,10 +300,13 @@ public actor IndexControlService {
     public func handle(_ context: IndexCallContext) async -> IndexControlOutcome {
         var notifications: [IndexNotification] = []
         var cluster: [ClusterIndexEvent] = []
+        let started = ContinuousClock.now
         do {
             let reply = try await run(context, notifications: &notifications, cluster: &cluster)
+            observer?(context.call.operation, ContinuousClock.now - started, true)
             return IndexControlOutcome(result: .success(reply), notifications: notifications, cluster: cluster)
         } catch {
+            observer?(context.call.operation, ContinuousClock.now - started, false)
             return IndexControlOutcome(result: .failure(await failure(for: error)), notifications: notifications, cluster: cluster)
         }
     }

@@ -91,6 +91,8 @@ public struct CheckpointStatistics: Sendable, Equatable {
     public var oversize = 0
     /// The control channel over TCP.
     public var tcp = CheckpointTCPStatistics()
+    /// Peers that watch others, and peers watched (`CheckpointMachine.watcherCount`, `watchedCount`).
+    public var watchers = 0, watchedPeers = 0
 }
 
 /// The CHECKPOINT service (a ServiceLifecycle `Service`): presence, lookup, search, messages,
@@ -263,7 +265,7 @@ final class CheckpointWorker: @unchecked Sendable {
             let snapshot = CheckpointStatistics(
                 counters: machine.counters, sessions: machine.sessionCount, registered: machine.registeredCount,
                 pendingPushes: machine.pendingPushes, remotePeers: machine.remotePeerCount, handshake: machine.handshakeCounters, sendFailures: sendFailures, oversize: oversize,
-                tcp: tcp?.statistics ?? CheckpointTCPStatistics())
+                tcp: tcp?.statistics ?? CheckpointTCPStatistics(), watchers: machine.watcherCount, watchedPeers: machine.watchedCount)
             published.withLockedValue { $0 = snapshot }
         }
         func flush() {

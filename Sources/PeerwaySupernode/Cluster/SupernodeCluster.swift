@@ -67,6 +67,8 @@ public struct ClusterStatus: Sendable, Equatable {
     public var members: [ClusterMember] = []
     /// Members whose link to this one is up.
     public var linked: Int = 0
+    /// Their keys (`ClusterMember.key`).
+    public var linkedKeys: Set<[UInt8]> = []
     /// Why the membership database is not answering, when it is not (members and links then
     /// stay as last seen; no supernode can join until it answers again).
     public var unavailable: String?
@@ -192,7 +194,8 @@ public final class SupernodeCluster: Sendable {
     public var status: ClusterStatus {
         let (status, mesh) = state.withLockedValue { ($0.status, $0.mesh) }
         var s = status
-        s.linked = mesh?.connectedPeers.count ?? 0
+        s.linkedKeys = Set(mesh?.connectedPeers ?? [])
+        s.linked = s.linkedKeys.count
         return s
     }
 

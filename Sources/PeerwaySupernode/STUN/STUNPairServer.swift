@@ -107,6 +107,8 @@ public final class STUNPairServer: Service, Sendable {
     private struct State {
         var workers: [STUNDatagramWorker] = []
         var layout: STUNPairLayout?
+        /// The per-source rate limiter the workers share, when limiting is on.
+        var limiter: NIOLockedValueBox<SourceRateLimiter>?
     }
 
     public init(configuration: STUNPairConfiguration, logger: Logger = Logger(label: "peerway.stun")) {
@@ -154,6 +156,12 @@ public final class STUNPairServer: Service, Sendable {
     /// Counters summed over every socket (published by each worker after every batch).
     public func counters() async -> STUNServerCounters {
         state.withLockedValue { $0.workers }.reduce(STUNServerCounters()) { $0 + $1.counters }
+    }
+
+    /// The rate limiter's table: sources tracked now, times a source went over its limit,
+    /// requests admitted untracked (table full); nil when limiting is off or not started.
+    public func rateLimiterFigures() -> (trackedSources: Int, limitedSources: Int, untrackedAdmissions: Int)? {
+        state.withLockedValue { $0.limiter }?.withLockedValue { ($0.trackedSources, $0.limitedSources, $0.untrackedAdmissions) }
     }
 
     private func bindAll(_ base: STUNPairLayout) throws -> STUNPairLayout {
@@ -204,6 +212,7 @@ public final class STUNPairServer: Service, Sendable {
         state.withLockedValue {
             $0.workers = workers
             $0.layout = layout
+            $0.limiter = limiter
         }
         logger.info("STUN pair listening", metadata: ["layout": "\(layout)", "workers": "\(workerCount)"])
         return layout

@@ -123,11 +123,15 @@ public final class Supernode: Service, Sendable {
         try check(configuration)
         let key = try prepareDataDirectory(configuration)
         let token = try adminToken(configuration)
+        // Its own registry (Observability/): GET /metrics on the management API.
+        let metrics = SupernodeMetrics()
 
         // The INDEX first: CHECKPOINT serves it over the control channel, the management API reads it.
         let store = try await openIndex(configuration.index, logger: logger)
         if let store, store.owned { started.store = store.store }
-        let index = store.map { IndexControlService(store: $0.store) }
+        let index = store.map {
+            IndexControlService(store: $0.store, observer: { metrics.recordIndexOperation($0, took: $1, succeeded: $2) })
+        }
 
         // The network of supernodes: its database gives the relay key every RELAY of it shares.
         if let settings = configuration.cluster {
@@ -161,6 +165,7 @@ public final class Supernode: Service, Sendable {
             relays = SupernodeRelays(relay)
         }
         checkpointConfiguration.relays = relays
+        checkpointConfiguration.traversalReported = { metrics.recordTraversal($0) }
         configuration.tuneCheckpoint?(&checkpointConfiguration)
         let checkpoint = CheckpointServer(
             configuration: CheckpointServerConfiguration(
@@ -193,10 +198,13 @@ public final class Supernode: Service, Sendable {
         }
 
         if let settings = configuration.admin, let store, let index, let token {
-            started.admin = try await AdminRunner.start(
-                IndexAdminConfiguration(host: settings.host, port: settings.port, token: token, store: store.store,
-                                        presence: index.presence, logger: logger),
-                logger: logger)
+            var admin = IndexAdminConfiguration(host: settings.host, port: settings.port, token: token, store: store.store,
+                                                presence: index.presence, logger: logger)
+            admin.reporter = SupernodeReport(collector: metrics, address: address, checkpoint: checkpoint, relay: started.relay,
+                                             stun: started.stun, cluster: started.cluster, ownKey: Array(key.publicKey.rawRepresentation),
+                                             indexLocation: location(of: store.store))
+            admin.metricsNeedToken = settings.metricsNeedToken
+            started.admin = try await AdminRunner.start(admin, logger: logger)
         }
 
         let adminURL = started.admin?.url

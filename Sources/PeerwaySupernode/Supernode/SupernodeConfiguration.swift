@@ -80,13 +80,17 @@ public struct SupernodeConfiguration: Sendable {
         /// The admin credential; `nil`: the one in `DATA_DIR/admin-token`, created on first
         /// start (a supernode without a data directory needs one given here).
         public var token: AdminToken?
+        /// Whether `GET /metrics` needs the token too (the default); false (`--metrics-without-token`)
+        /// serves the metrics to whoever reaches the listener. `GET /status` always needs it.
+        public var metricsNeedToken: Bool
 
         /// The management API on `host:port` (loopback, a free port, by default).
         public init(host: String = SupernodeConfiguration.loopback.ipString, port: Int = Int(SupernodeConfiguration.loopback.port),
-                    token: AdminToken? = nil) {
+                    token: AdminToken? = nil, metricsNeedToken: Bool = true) {
             self.host = host
             self.port = port
             self.token = token
+            self.metricsNeedToken = metricsNeedToken
         }
     }
 
