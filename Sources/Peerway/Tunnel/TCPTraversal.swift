@@ -7,44 +7,21 @@ import PeerwayTunnel
 import Glibc
 #endif
 
-/*
- TCP traversal (docs/traversal-protocol.md): every side listens on its tunnel port and, from the
- same port (SO_REUSEPORT), connects to each of the other side's targets again and again until the
- direct window ends: crossing SYNs make a TCP simultaneous open through two NATs that keep their
- mappings, a LAN peer simply accepts. Each connection that comes up carries the stream hello both
- ways; the initiator picks the first whose hello verified by sending the one-byte `use` on it; the
- acceptor takes the connection that `use` arrives on and answers `useAck`, on which the initiator
- takes it too. After the window: both sides bind to the relay's TCP port, then hello, `use` and
- `useAck` through the splice.
-*/
-
-/// The TCP side of traversal: direct connections, then the relay.
+/// The I/O around `TCPTraversalMachine` (the flow is described there): the listening socket,
+/// connects, accepts and reads for the direct part; after the window, the relay's bind, then the
+/// same machine over the one connection bound through the relay's splice. Runs on threads of its
+/// own (blocking `poll`), so a traversal never holds an event loop.
 enum TCPTraversal {
-    /// Milliseconds between two connect attempts to one target.
-    static let connectRetryMillis = 400
-    /// Milliseconds the relay path may take after the window (connect, bind, hello, `use`): TCP
-    /// recovers a lost SYN only after 1, 3, 7 s, so heavy loss needs this long.
-    static let relayWindowMillis = 20_000
-    /// The byte the initiator sends on the connection it picks.
-    static let useByte: UInt8 = 0x55
-    /// The acceptor's answer to `use`: only then does the initiator take the connection (a `use`
-    /// that arrived after the acceptor gave up would leave the two sides on different paths).
-    static let useAckByte: UInt8 = 0x56
-    /// Milliseconds past the direct window that a picked or verified connection may still take to
-    /// exchange `use` and its answer (TCP resends a lost segment after 200 ms to seconds).
-    static let useGraceMillis = 8_000
-    /// Most connections tried at once.
-    static let maximumConnections = 64
+    /// Milliseconds the loop sleeps in `poll` at most (the machine's timers are coarser).
+    static let pollMillis: Int32 = 20
+    /// Most connections accepted in one round of the loop.
+    static let acceptsPerRound = 16
 
-    /// One TCP connection being set up.
-    private struct Attempt {
+    /// A connection the two sides agreed on, made blocking.
+    struct Connection: Sendable {
         var socket: TunnelSocket
         var remote: STUNAddress
         var method: TraversalMethod
-        var connected = false
-        var helloSent = false
-        var received: [UInt8] = []
-        var verified = false
     }
 
     /// Direct attempts within the plan's window, then the relay.
@@ -52,11 +29,16 @@ enum TCPTraversal {
                     options: TunnelOptions, started: ContinuousClock.Instant) async throws(PeerError) -> Tunnel {
         if !plan.targets.isEmpty && plan.directWindowMillis > 0 {
             let direct = await runOnOwnThread(name: "peerway-tcp-traversal") {
-                Self.direct(plan: plan, role: role, keys: keys, listener: listener)
+                Self.direct(plan: plan, keys: keys, listener: listener)
             }
-            if let (socket, remote, method) = direct {
-                return try Tunnel.tcp(socket: socket, remote: remote, peer: peer, role: role, keys: keys, path: .direct, method: method,
+            switch direct {
+            case .success(let c):
+                return try Tunnel.tcp(socket: c.socket, remote: c.remote, peer: peer, role: role, keys: keys, path: .direct, method: c.method,
                                       encrypted: options.encrypted, datagrams: false, setupTime: ContinuousClock.now - started)
+            case .failure(.traversalFailed(let why)) where plan.relay?.tcpEndpoints.isEmpty ?? true:
+                throw .traversalFailed("\(why), and the plan has no TCP relay")
+            case .failure:
+                break  // the relay next
             }
         }
         return try await relayed(plan: plan, role: role, keys: keys, peer: peer, datagrams: false, options: options, started: started)
@@ -72,7 +54,7 @@ enum TCPTraversal {
         }
         let endpoints = relay.tcpEndpoints, proxy = options.proxy ?? .none
         let result = await runOnOwnThread(name: "peerway-tcp-relay") { () -> Result<(TunnelSocket, STUNAddress), PeerError> in
-            Self.bindRelay(endpoints: endpoints, proxy: proxy, token: relay.token, role: role, keys: keys)
+            Self.bindRelay(endpoints: endpoints, proxy: proxy, token: relay.token, keys: keys)
         }
         switch result {
         case .success(let (socket, endpoint)):
@@ -83,133 +65,164 @@ enum TCPTraversal {
         }
     }
 
-    private static func millis() -> Int { UDPTraversal.millis() }
+    private static func millis() -> UInt64 { UInt64(UDPTraversal.millis()) }
 
-    /// Reads what is waiting on a non-blocking socket, never past `limit` bytes in all (what
-    /// follows belongs to the tunnel); false when it closed or failed.
-    private static func drain(_ socket: TunnelSocket, into bytes: inout [UInt8], limit: Int) -> Bool {
+    /// Reads what is waiting on a non-blocking socket, never past `limit` bytes (what follows
+    /// belongs to the tunnel); `open` is false when it closed or failed.
+    private static func read(_ socket: TunnelSocket, upTo limit: Int) -> (bytes: [UInt8], open: Bool) {
+        var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 512)
         while bytes.count < limit {
             let want = min(buffer.count, limit - bytes.count)
             let n = buffer.withUnsafeMutableBytes { recv(socket.fd, $0.baseAddress, want, 0) }
             if n > 0 { bytes += buffer[0..<n]; continue }
-            if n == 0 { return false }
-            return errno == EAGAIN || errno == EWOULDBLOCK
+            if n == 0 { return (bytes, false) }
+            return (bytes, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         }
-        return true
+        return (bytes, true)
     }
 
     private static func writeAll(_ socket: TunnelSocket, _ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { send(socket.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
     }
 
-    /// The direct part: returns the connection the two sides agreed on.
-    static func direct(plan: TraversalPlan, role: TraversalRole, keys: TunnelKeys, listener: TunnelSocket)
-        -> (TunnelSocket, STUNAddress, TraversalMethod)? {
-        guard let local = listener.localAddress, listen(listener.fd, 16) == 0 else { return nil }
-        let deadline = millis() + Int(plan.directWindowMillis)
-        let targets = plan.targets.flatMap { t in t.endpoints.map { ($0, t.method) } }.prefix(maximumConnections / 2)
-        var lastTry: [STUNAddress: Int] = [:]
-        var attempts: [Attempt] = []
-        let hello = TunnelStreamHello.make(keys: keys)
-        var chosen: Int?
-        var picked: Int32?  // the initiator's `use` went out on this connection
+    /// One connection waiting on `listener` (made non-blocking) and where it comes from.
+    private static func acceptOne(_ listener: TunnelSocket) -> (TunnelSocket, STUNAddress)? {
+        var slot = SocketSlot()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = withUnsafeMutablePointer(to: &slot.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener.fd, $0, &length) }
+        }
+        guard fd >= 0 else { return nil }
+        let socket = TunnelSocket(fd: fd)
+        guard let remote = slot.address else {
+            socket.close()
+            return nil
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        return (socket, remote)
+    }
+
+    /// The direct part: listens on `listener`'s port, connects from it to the plan's targets, and
+    /// returns the connection the two sides agreed on, or why there is none.
+    static func direct(plan: TraversalPlan, keys: TunnelKeys, listener: TunnelSocket) -> Result<Connection, PeerError> {
+        guard let local = listener.localAddress, listen(listener.fd, 16) == 0 else {
+            return .failure(.traversalFailed("cannot listen on the TCP tunnel port"))
+        }
+        var machine = TCPTraversalMachine(plan: plan, keys: keys, nowMillis: millis())
+        var sockets: [Int: TunnelSocket] = [:]
+        let result = drive(&machine, sockets: &sockets, listener: listener, local: local)
+        if ProcessInfo.processInfo.environment["PEERWAY_DEBUG_TRAVERSAL"] != nil {
+            let summary: String
+            switch result {
+            case .success(let c): summary = "direct by \(c.method) to \(c.remote)"
+            case .failure(let e): summary = "failed: \(e)"
+            }
+            FileHandle.standardError.write(Data("tcp traversal \(keys.role): \(summary), after \(machine.connectsStarted) connects, \(machine.acceptedCount) accepted\n".utf8))
+        }
+        return result
+    }
+
+    /// Runs `machine` until it establishes a connection or fails. `sockets` are its connections by
+    /// attempt id; `listener` (direct) takes arriving connections, connects go out from `local`.
+    /// Every socket left in `sockets` is closed on return (the agreed one is taken out of it).
+    private static func drive(_ machine: inout TCPTraversalMachine, sockets: inout [Int: TunnelSocket], listener: TunnelSocket?,
+                              local: STUNAddress?) -> Result<Connection, PeerError> {
+        var connecting = Set<Int>()
         defer {
-            for (i, a) in attempts.enumerated() where i != chosen { a.socket.close() }
+            for s in sockets.values { s.close() }
+            sockets = [:]
         }
-        while millis() < deadline || ((picked != nil || attempts.contains(where: \.verified)) && millis() < deadline + useGraceMillis) {
-            let now = millis()
-            for (remote, method) in targets where !attempts.contains(where: { $0.remote == remote && $0.connected }) {
-                guard now - (lastTry[remote] ?? -connectRetryMillis) >= connectRetryMillis, attempts.count < maximumConnections else { continue }
-                lastTry[remote] = now
-                attempts.removeAll { a in
-                    if a.remote == remote && !a.connected { a.socket.close(); return true }
-                    return false
+        func drop(_ id: Int) {
+            sockets.removeValue(forKey: id)?.close()
+            connecting.remove(id)
+        }
+        func perform(_ actions: [TCPTraversalMachine.Action]) -> Result<Connection, PeerError>? {
+            var queue = actions[...]
+            while let action = queue.popFirst() {
+                switch action {
+                case .connect(let id, let to):
+                    guard let local, let s = try? TunnelSocket.tcp(bound: local) else {
+                        queue += machine.connectFailed(attempt: id)
+                        continue
+                    }
+                    do { try s.connect(to: to) } catch {
+                        s.close()
+                        queue += machine.connectFailed(attempt: id)
+                        continue
+                    }
+                    sockets[id] = s
+                    connecting.insert(id)
+                case .send(let id, let bytes):
+                    guard let s = sockets[id], !writeAll(s, bytes) else { continue }
+                    drop(id)
+                    queue += machine.closed(attempt: id)
+                case .close(let id):
+                    drop(id)
+                case .established(let id, let remote, let method):
+                    // Gone only when its last write (`useAck`) failed: the other side cannot take it.
+                    guard let s = sockets.removeValue(forKey: id) else {
+                        return .failure(.traversalFailed("the connection to \(remote) broke while answering use"))
+                    }
+                    s.makeBlocking()
+                    return .success(Connection(socket: s, remote: remote, method: method))
+                case .failed(let why):
+                    return .failure(.traversalFailed(why))
                 }
-                guard let s = try? TunnelSocket.tcp(bound: local) else { continue }
-                do { try s.connect(to: remote) } catch { s.close(); continue }
-                attempts.append(Attempt(socket: s, remote: remote, method: method))
             }
-            var fds = [listener.fd] + attempts.map(\.socket.fd)
-            var events = [Int16(POLLIN)] + attempts.map { $0.connected ? Int16(POLLIN) : Int16(POLLOUT) }
-            var entries = zip(fds, events).map { pollfd(fd: $0, events: $1, revents: 0) }
-            _ = entries.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), 20) }
-            fds = []
-            events = []
-            if entries[0].revents & Int16(POLLIN) != 0 {
-                var slot = SocketSlot()
-                var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-                let fd = withUnsafeMutablePointer(to: &slot.storage) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener.fd, $0, &length) }
-                }
-                if fd >= 0 { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-                if fd >= 0, let remote = slot.address {
-                    let method = plan.targets.first { $0.endpoint.ip == remote.ip }?.method ?? .tcpSimultaneousOpen
-                    attempts.append(Attempt(socket: TunnelSocket(fd: fd), remote: remote, method: method, connected: true))
+            return nil
+        }
+        while true {
+            if let done = perform(machine.tick(nowMillis: millis())) { return done }
+            let ids = Array(sockets.keys)
+            var entries = listener.map { [pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0)] } ?? []
+            let first = entries.count
+            for id in ids {
+                let events = connecting.contains(id) ? Int16(POLLOUT) : machine.bytesWanted(attempt: id) > 0 ? Int16(POLLIN) : 0
+                entries.append(pollfd(fd: sockets[id]!.fd, events: events, revents: 0))
+            }
+            _ = entries.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), pollMillis) }
+            if let listener, entries[0].revents & Int16(POLLIN) != 0 {
+                for _ in 0..<acceptsPerRound {
+                    guard let (socket, remote) = acceptOne(listener) else { break }
+                    let (id, actions) = machine.accepted(remote: remote)
+                    sockets[id] = socket
+                    if let done = perform(actions) { return done }
                 }
             }
-            var failed: [Int] = []
-            for i in attempts.indices {
-                let revents = i + 1 < entries.count ? entries[i + 1].revents : 0
-                if !attempts[i].connected {
-                    guard revents != 0 else { continue }
-                    if attempts[i].socket.pendingError == 0 && revents & Int16(POLLOUT) != 0 {
-                        attempts[i].connected = true
+            for (k, id) in ids.enumerated() {
+                let revents = entries[first + k].revents
+                guard revents != 0, let s = sockets[id] else { continue }
+                if connecting.contains(id) {
+                    connecting.remove(id)
+                    if revents & Int16(POLLOUT) != 0 && s.pendingError == 0 {
+                        if let done = perform(machine.connected(attempt: id)) { return done }
                     } else {
-                        failed.append(i)
-                        continue
+                        drop(id)
+                        if let done = perform(machine.connectFailed(attempt: id)) { return done }
                     }
+                    continue
                 }
-                if !attempts[i].helloSent {
-                    attempts[i].helloSent = writeAll(attempts[i].socket, hello)
+                let want = machine.bytesWanted(attempt: id)
+                let (bytes, open) = want > 0 ? read(s, upTo: want) : ([], revents & Int16(POLLHUP | POLLERR) == 0)
+                if !bytes.isEmpty, let done = perform(machine.received(attempt: id, bytes: bytes)) { return done }
+                if !open, sockets[id] != nil {
+                    drop(id)
+                    if let done = perform(machine.closed(attempt: id)) { return done }
                 }
-                if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 || attempts[i].received.isEmpty {
-                    if !drain(attempts[i].socket, into: &attempts[i].received, limit: TunnelLimits.helloBytes + 1) {
-                        failed.append(i)
-                        continue
-                    }
-                }
-                let a = attempts[i]
-                if !a.verified && a.received.count >= TunnelLimits.helloBytes {
-                    if TunnelStreamHello.check(Array(a.received.prefix(TunnelLimits.helloBytes)), keys: keys) {
-                        attempts[i].verified = true
-                    } else {
-                        failed.append(i)
-                        continue
-                    }
-                }
-                if attempts[i].verified {
-                    let next = a.received.count > TunnelLimits.helloBytes ? a.received[TunnelLimits.helloBytes] : nil
-                    if role == .initiator {
-                        if picked == nil, writeAll(attempts[i].socket, [useByte]) { picked = attempts[i].socket.fd }
-                        if picked == attempts[i].socket.fd, next == useAckByte { chosen = i }
-                    } else if next == useByte, writeAll(attempts[i].socket, [useAckByte]) {
-                        chosen = i
-                    }
-                }
-                if chosen != nil { break }
-            }
-            if let chosen {
-                let a = attempts[chosen]
-                a.socket.makeBlocking()
-                return (a.socket, a.remote, a.method)
-            }
-            for i in failed.sorted(by: >) {
-                attempts[i].socket.close()
-                attempts.remove(at: i)
             }
         }
-        return nil
     }
 
     /// Connects to the first of the relay's TCP endpoints that answers (`RelayDialer`), binds,
-    /// then hello and `use` through the splice; returns the socket and the endpoint it reached.
-    static func bindRelay(endpoints: [STUNAddress], proxy: ProxySetting = .none, token: [UInt8], role: TraversalRole,
+    /// then hello and `use` through the splice (`TCPTraversalMachine` over that one connection);
+    /// returns the socket and the endpoint it reached.
+    static func bindRelay(endpoints: [STUNAddress], proxy: ProxySetting = .none, token: [UInt8],
                           keys: TunnelKeys) -> Result<(TunnelSocket, STUNAddress), PeerError> {
-        let deadline = millis() + relayWindowMillis
+        let deadline = millis() + TCPTraversalLimits.relayWindowMillis
         guard let relayToken = RelayToken(bytes: token) else { return .failure(.traversalFailed("the plan's relay token is malformed")) }
         let socket: TunnelSocket, endpoint: STUNAddress
-        switch RelayDialer.connect(endpoints, proxy: proxy, deadline: deadline) {
+        switch RelayDialer.connect(endpoints, proxy: proxy, deadline: Int(deadline)) {
         case .success(let connected): (socket, endpoint) = connected
         case .failure(let e): return .failure(e)
         }
@@ -218,46 +231,20 @@ enum TCPTraversal {
             return .failure(.traversalFailed(why))
         }
         guard writeAll(socket, RelayMessage.bind(relayToken)) else { return fail("cannot send the relay bind to \(endpoint)") }
-        var stage = 1  // 1 bound wait, 2 hello wait, 3 use wait
-        var received: [UInt8] = []
-        let answerBytes = RelayLimits.bindBytes
-        let hello = TunnelStreamHello.make(keys: keys)
-        while millis() < deadline {
-            var entry = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)]
-            _ = entry.withUnsafeMutableBufferPointer { poll($0.baseAddress, 1, 50) }
-            guard entry[0].revents != 0 else { continue }
-            let limit = stage == 1 ? answerBytes : TunnelLimits.helloBytes + 1
-            guard drain(socket, into: &received, limit: limit) else {
-                return fail(stage == 1 ? "the relay closed the connection: the token was refused or expired" : "the relay connection closed")
+        // The bind's answer, exactly its bytes: the other side's hello may follow right behind it.
+        var answer: [UInt8] = []
+        while answer.count < RelayLimits.bindBytes {
+            guard millis() < deadline else {
+                return fail("the relay path through \(endpoint) did not come up within \(TCPTraversalLimits.relayWindowMillis) ms")
             }
-            if stage == 1, received.count >= answerBytes {
-                let answer = Array(received.prefix(answerBytes))
-                guard RelayMessage.answeredToken(answer) == relayToken else { return fail("the relay answered something other than this bind's answer") }
-                received.removeFirst(answerBytes)
-                guard writeAll(socket, hello) else { return fail("cannot send the stream hello") }
-                stage = 2
-            }
-            if stage == 2, received.count >= TunnelLimits.helloBytes {
-                guard TunnelStreamHello.check(Array(received.prefix(TunnelLimits.helloBytes)), keys: keys) else {
-                    return fail("the other side's stream hello through the relay did not verify")
-                }
-                if role == .initiator {
-                    guard writeAll(socket, [useByte]) else { return fail("cannot send use") }
-                }
-                stage = 3
-            }
-            if stage == 3, received.count > TunnelLimits.helloBytes {
-                let next = received[TunnelLimits.helloBytes]
-                if role == .initiator {
-                    guard next == useAckByte else { return fail("unexpected byte instead of use's answer") }
-                } else {
-                    guard next == useByte else { return fail("unexpected byte instead of use") }
-                    guard writeAll(socket, [useAckByte]) else { return fail("cannot answer use") }
-                }
-                socket.makeBlocking()
-                return .success((socket, endpoint))
-            }
+            _ = TunnelSocket.poll([socket.fd], timeoutMillis: pollMillis)
+            let (bytes, open) = read(socket, upTo: RelayLimits.bindBytes - answer.count)
+            answer += bytes
+            guard open else { return fail("the relay closed the connection: the token was refused or expired") }
         }
-        return fail("the relay path through \(endpoint) did not come up within \(relayWindowMillis) ms")
+        guard RelayMessage.answeredToken(answer) == relayToken else { return fail("the relay answered something other than this bind's answer") }
+        var machine = TCPTraversalMachine(relayConnection: endpoint, keys: keys, nowMillis: millis(), deadlineMillis: deadline)
+        var sockets = [0: socket]
+        return drive(&machine, sockets: &sockets, listener: nil, local: nil).map { ($0.socket, endpoint) }
     }
 }

@@ -20,7 +20,8 @@ import PeerwaySTUN
                    picked if it closes) ─► `useAck` on it ─► established
      acceptor:     `use` on a verified connection ─► `.send` `useAck` ─► established
    window over ─►  failed, unless a connection is verified or picked: then it has
-                   `useGraceMillis` more to finish (`use` / `useAck` resent by TCP after a loss)
+                   `useGraceMillis` more to finish (`use` / `useAck` resent by TCP after a loss);
+                   connects go on meanwhile, as before the window
 
  Relay (`init(relayConnection:keys:deadlineMillis:)`): one connection, already bound through the
  relay's splice (attempt 0): the same hello, `use` and `useAck` on it, but any fault (bad hello,
@@ -55,6 +56,7 @@ public enum TCPTraversalLimits {
 
 /// One side of a TCP traversal. Feed it the plan, connection events and the time; do what it returns.
 public struct TCPTraversalMachine: Sendable {
+    /// What the driver does next, in order.
     public enum Action: Equatable, Sendable {
         /// Open a connection from the tunnel port to `to` (non-blocking); then report
         /// `connected(attempt:)` or `connectFailed(attempt:)`.
@@ -189,7 +191,7 @@ public struct TCPTraversalMachine: Sendable {
 
     private var timeoutReason: String {
         if let relay {
-            return "the stream hello and use through the relay at \(relay) did not finish in time"
+            return "the hello and use through the relay at \(relay) did not finish within \(windowEndMillis - startMillis) ms of its bind's answer"
         }
         let window = windowEndMillis - startMillis
         if picked != nil || connections.contains(where: \.verified) {
