@@ -113,6 +113,10 @@ public final class Tunnel: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// Datagrams the encrypted UDP tunnels of this process sent to the network so far (records,
+    /// path checks, keepalives, relay binds): what tunnels cost when idle (`peerway bench tunnels`).
+    public static var datagramsSent: Int { UDPTunnelPump.sentCount.withLockedValue { $0 } }
+
     /// Path events kept for an application that does not read them.
     public static let pathEventBuffer = 32
 

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOConcurrencyHelpers
 import PeerwayCheckpoint
 import PeerwayRelay
 import PeerwaySTUN
@@ -26,6 +27,10 @@ final class UDPTunnelPump: @unchecked Sendable {
     static let fullBufferRetries = 4
     /// Milliseconds waited for room in a full send buffer between two offers.
     static let fullBufferWaitMillis: Int32 = 5
+
+    /// Datagrams every UDP tunnel pump of this process sent to the network (records, probes,
+    /// keepalives, binds), for `Tunnel.datagramsSent`.
+    static let sentCount = NIOLockedValueBox(0)
 
     private var sockets: [TunnelSocket?]
     private let app: TunnelSocket
@@ -229,6 +234,7 @@ final class UDPTunnelPump: @unchecked Sendable {
     /// send buffer is waited for a little, so a fast sender is slowed rather than dropped.
     private func send(_ bytes: [UInt8], on pair: TunnelPathMachine.Pair) {
         guard pair.socket < sockets.count, let socket = sockets[pair.socket] else { return }
+        Self.sentCount.withLockedValue { $0 += 1 }
         for _ in 0..<Self.fullBufferRetries {
             if socket.send(bytes, to: pair.remote) { return }
             guard errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS else { return }

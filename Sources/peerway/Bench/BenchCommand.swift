@@ -6,6 +6,6 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Benchmarks that print figures; record them in BENCHMARKS.md with the command.",
         subcommands: [STUNBenchCommand.self, CheckpointBenchCommand.self, RelayBenchCommand.self, IndexBenchCommand.self, IndexControlBenchCommand.self,
-                      ClusterBenchCommand.self]
+                      ClusterBenchCommand.self, TunnelBenchCommand.self]
     )
 }
