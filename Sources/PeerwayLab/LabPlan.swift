@@ -143,6 +143,7 @@ public enum LabPlan {
                 if spec.preset == .proxyOnly { steps.append(.proxy(namespace: router, configuration: LabProxy.configuration(for: site))) }
             }
         }
+        steps += LabSendFailures.steps(for: topology)
         return steps
     }
 

@@ -138,12 +138,16 @@ public struct LabConfiguration: Hashable, Codable, Sendable {
     public var udpTimeout: Int
     /// One-way delay added on every WAN link, each way, milliseconds (0: none).
     public var delayMilliseconds: Int
+    /// Hosts whose own UDP sends fail at a rate (`LabSendFailures`).
+    public var sendFailures: [LabSendFailure]
 
-    public init(sites: [LabSiteSpec], lossPercent: Int = 0, udpTimeout: Int = LabLimits.defaultUDPTimeout, delayMilliseconds: Int = 0) {
+    public init(sites: [LabSiteSpec], lossPercent: Int = 0, udpTimeout: Int = LabLimits.defaultUDPTimeout, delayMilliseconds: Int = 0,
+                sendFailures: [LabSendFailure] = []) {
         self.sites = sites
         self.lossPercent = lossPercent
         self.udpTimeout = udpTimeout
         self.delayMilliseconds = delayMilliseconds
+        self.sendFailures = sendFailures
     }
 
     /// Checks every site, duplicate names and the limits.
@@ -163,6 +167,7 @@ public struct LabConfiguration: Hashable, Codable, Sendable {
         guard LabLimits.udpTimeoutRange.contains(udpTimeout) else {
             throw .badConfiguration("--udp-timeout \(udpTimeout): seconds in \(LabLimits.udpTimeoutRange)")
         }
+        try validateSendFailures()
     }
 }
 

@@ -20,7 +20,8 @@ struct LabCommand: AsyncParsableCommand {
               sudo peerway lab exec home -- peerway netcheck --stun \(LabLimits.stunPrimary)
               sudo peerway lab down
             """,
-        subcommands: [LabUp.self, LabExec.self, LabVerifyCommand.self, LabMatrixCommand.self, LabDown.self, LabDelayQueueCommand.self]
+        subcommands: [LabUp.self, LabExec.self, LabSendFailuresCommand.self, LabVerifyCommand.self, LabMatrixCommand.self, LabDown.self,
+                      LabDelayQueueCommand.self]
     )
 
     /// The running executable, to start in the namespaces (`peerway stun`, `peerway netcheck`).
@@ -77,6 +78,11 @@ struct LabUp: AsyncParsableCommand {
     @Option(name: .customLong("udp-timeout"), help: ArgumentHelp("Conntrack UDP timeout in every NAT, seconds.", valueName: "s"))
     var udpTimeout: Int = LabLimits.defaultUDPTimeout
 
+    @Option(name: .customLong("send-failures"), help: ArgumentHelp(
+        "Make this percentage of a host's own UDP sends fail with EPERM, SITE[/N]=PCT (repeatable; see `lab send-failures`).",
+        valueName: "site[/n]=pct"))
+    var sendFailures: [String] = []
+
     @Flag(name: .customLong("no-stun"), help: "Do not start the STUN pair (\(LabLimits.stunPrimary), \(LabLimits.stunAlternate)) on the public host.")
     var noSTUN = false
 
@@ -87,7 +93,9 @@ struct LabUp: AsyncParsableCommand {
         defer { signals.forEach { $0.cancel() } }
         do {
             let specs = try sites.map { text throws(LabError) in try LabSiteSpec(parsing: text) }
-            let topology = try LabTopology(LabConfiguration(sites: specs, lossPercent: loss, udpTimeout: udpTimeout, delayMilliseconds: delay))
+            let failures = try sendFailures.map { text throws(LabError) in try LabSendFailure(parsing: text) }
+            let topology = try LabTopology(LabConfiguration(sites: specs, lossPercent: loss, udpTimeout: udpTimeout, delayMilliseconds: delay,
+                                                            sendFailures: failures))
             try LabRunner.up(topology, peerway: LabCommand.selfPath)
             if !noSTUN { try LabRunner.startSTUN(peerway: LabCommand.selfPath) }
             // miniupnpd (symmetric-upnp routers) checks its public address with the STUN pair.

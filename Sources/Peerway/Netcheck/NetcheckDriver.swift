@@ -12,7 +12,8 @@ final class NetcheckDriver: @unchecked Sendable {
     private let eventLoop: any EventLoop
     private let promise: EventLoopPromise<NetcheckReport>
     private var machine: NetcheckMachine
-    private var channels: [NetcheckSocketID: any Channel] = [:]
+    /// Each socket: NIO reads it, sends go straight to it (a refused send is a lost datagram).
+    private var channels: [NetcheckSocketID: LossyDatagramSocket] = [:]
     private var timer: Scheduled<Void>?
     private var isDone = false
     private var queued: [NetcheckAction] = []
@@ -75,32 +76,26 @@ final class NetcheckDriver: @unchecked Sendable {
 
     private func open(_ socket: NetcheckSocketID, family: STUNAddress.Family) {
         let wildcard = family == .ipv4 ? "0.0.0.0" : "::"
-        DatagramBootstrap(group: eventLoop)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(NetcheckDatagramHandler(socket: socket, driver: self))
-                }
+        let promise = eventLoop.makePromise(of: LossyDatagramSocket.self)
+        promise.completeWithTask {
+            try await LossyDatagramSocket.bind(host: wildcard, port: 0, on: self.eventLoop) { channel in
+                try channel.pipeline.syncOperations.addHandler(NetcheckDatagramHandler(socket: socket, driver: self))
             }
-            .bind(host: wildcard, port: 0)
-            .hop(to: eventLoop)
-            .whenComplete { result in
-                self.opened(socket, result)
-            }
+        }
+        promise.futureResult.whenComplete { result in
+            self.opened(socket, result)
+        }
     }
 
-    private func opened(_ socket: NetcheckSocketID, _ result: Result<any Channel, any Error>) {
+    private func opened(_ socket: NetcheckSocketID, _ result: Result<LossyDatagramSocket, any Error>) {
         switch result {
         case .success(let channel):
             guard !isDone else {
-                channel.close(promise: nil)
+                _ = channel.close()
                 return
             }
             channels[socket] = channel
-            guard let local = channel.localAddress.flatMap(STUNAddress.init) else {
-                perform(machine.socketFailed(socket, reason: "no local address after bind", now: .now()))
-                return
-            }
-            perform(machine.socketOpened(socket, localAddress: local, now: .now()))
+            perform(machine.socketOpened(socket, localAddress: channel.localAddress, now: .now()))
         case .failure(let error):
             guard !isDone else { return }
             perform(machine.socketFailed(socket, reason: String(describing: error), now: .now()))
@@ -114,9 +109,8 @@ final class NetcheckDriver: @unchecked Sendable {
     }
 
     private func send(_ bytes: ByteBuffer, from socket: NetcheckSocketID, to destination: STUNAddress) {
-        guard let channel = channels[socket], let address = try? destination.socketAddress() else { return }
-        // A failed write is just a lost datagram: the machine retransmits or gives up.
-        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: bytes), promise: nil)
+        // A refused send is just a lost datagram: the machine retransmits or gives up.
+        _ = channels[socket]?.send(bytes, to: destination)
     }
 
     private func finish(_ result: Result<NetcheckReport, NetcheckError>) {

@@ -83,7 +83,7 @@ public final class Peer: Sendable {
         let driver: PeerDriver
         do {
             driver = try PeerDriver(supernodes: resolved, eventLoop: eventLoop, events: continuation,
-                                    tcpFallbackDelay: options.tcpFallbackDelay, proxy: options.proxy)
+                                    tcpFallbackDelay: options.tcpFallbackDelay, proxy: options.proxy, sendFaults: options.sendFaults)
         } catch {
             throw .invalidArgument("a supernode address cannot be used as a socket address: \(error)")
         }

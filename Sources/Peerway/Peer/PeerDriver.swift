@@ -15,10 +15,15 @@ final class PeerDriver: @unchecked Sendable {
     let eventLoop: any EventLoop
     /// The supernodes the machine uses, by its index (configured, then learned; only grows).
     private(set) var supernodes: [PeerNetwork.Resolved]
-    private var destinations: [SocketAddress]
     /// Set by `start`; until then datagrams are ignored.
     private var machine: CheckpointClientMachine?
     private var channel: (any Channel)?
+    /// The socket's sending side: a failed send is a lost datagram (`LossyDatagramSocket`).
+    private var socket: LossyDatagramSocket?
+    /// What the sends met since the start began, for the start's error (`PeerSendReport`).
+    private var sendTally = SendFailureTally()
+    /// Test hook: makes some sends fail (`SendFaults`).
+    private let sendFaults: SendFaults?
     private var timer: Scheduled<Void>?
     private var startTimer: Scheduled<Void>?
     private var startPromise: EventLoopPromise<Void>?
@@ -33,9 +38,12 @@ final class PeerDriver: @unchecked Sendable {
     private let control: PeerControlTransport
 
     init(supernodes: [PeerNetwork.Resolved], eventLoop: any EventLoop, events: AsyncStream<PeerEvent>.Continuation,
-         tcpFallbackDelay: TimeAmount? = PeerOptions.defaultTCPFallbackDelay, proxy: ProxySetting = .none) throws {
+         tcpFallbackDelay: TimeAmount? = PeerOptions.defaultTCPFallbackDelay, proxy: ProxySetting = .none,
+         sendFaults: SendFaults? = nil) throws {
         self.supernodes = supernodes
-        self.destinations = try supernodes.map { try $0.endpoint.socketAddress() }
+        self.sendFaults = sendFaults
+        // Every endpoint must make a socket address (the sends go to its `STUNAddress`).
+        for supernode in supernodes { _ = try supernode.endpoint.socketAddress() }
         control = PeerControlTransport(eventLoop: eventLoop,
                                        tcpAddresses: try supernodes.map { try $0.endpoint.with(port: $0.address.tcpPort).socketAddress() },
                                        fallbackDelay: tcpFallbackDelay, proxy: proxy)
@@ -46,25 +54,20 @@ final class PeerDriver: @unchecked Sendable {
 
     /// Binds the channel; returns its local address.
     func bind(host: String, port: UInt16) async throws(PeerError) -> STUNAddress {
-        let channel: any Channel
+        let socket: LossyDatagramSocket
         do {
-            channel = try await DatagramBootstrap(group: eventLoop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(PeerDatagramHandler(driver: self))
-                    }
-                }
-                .bind(host: host, port: Int(port))
-                .get()
+            socket = try await LossyDatagramSocket.bind(host: host, port: port, on: eventLoop, faults: sendFaults) { channel in
+                try channel.pipeline.syncOperations.addHandler(PeerDatagramHandler(driver: self))
+            }
         } catch {
-            throw .bindFailed(host: host, port: port, reason: "\(error)")
+            throw .bindFailed(host: host, port: port, reason: error.description)
         }
-        guard let local = channel.localAddress.flatMap(STUNAddress.init) else {
-            try? await channel.close()
-            throw .bindFailed(host: host, port: port, reason: "the socket has no local address")
-        }
+        let local = socket.localAddress
         do {
-            try await eventLoop.submit { self.channel = channel }.get()
+            try await eventLoop.submit {
+                self.channel = socket.channel
+                self.socket = socket
+            }.get()
         } catch {
             throw .bindFailed(host: host, port: port, reason: "\(error)")
         }
@@ -81,8 +84,9 @@ final class PeerDriver: @unchecked Sendable {
             }
             self.machine = machine
             self.startPromise = promise
+            self.sendTally = SendFailureTally()
             self.startTimer = self.eventLoop.scheduleTask(in: timeout) {
-                self.failStart(.supernodeUnreachable(self.supernodes.map(\.address)))
+                self.failStart(.supernodeUnreachable(self.supernodes.map(\.address), sends: self.sendTally.report))
             }
             self.perform(self.machine!.start(now: .now()))
         }
@@ -150,15 +154,19 @@ final class PeerDriver: @unchecked Sendable {
         perform(machine!.datagramReceived(bytes, from: index, now: .now()))
     }
 
-    /// Sends a control packet to supernode `index` over UDP.
+    /// Sends a control packet to supernode `index` over UDP. A send the network refuses (a
+    /// firewall's EPERM, ENETUNREACH during a roam, ENOBUFS) is a lost datagram: the machine
+    /// retransmits, and a start that gives up says what the sends met.
     func sendDatagram(_ bytes: ByteBuffer, to index: Int) {
-        // A lost write is a lost datagram: the machine retransmits.
-        channel?.writeAndFlush(AddressedEnvelope(remoteAddress: destinations[index], data: bytes), promise: nil)
+        guard let socket else { return }
+        let failure = socket.send(bytes, to: supernodes[index].endpoint)
+        if startPromise != nil { sendTally.record(failure, to: supernodes[index].endpoint) }
     }
 
     fileprivate func channelClosed() {
         eventLoop.assertInEventLoop()
         channel = nil
+        socket = nil
         closeNow(reason: .requested)
     }
 
@@ -223,12 +231,11 @@ final class PeerDriver: @unchecked Sendable {
     /// that had none would still take its index (it is never reached, the machine moves on).
     private func learn(_ learned: [SupernodeAddress]) {
         for address in learned {
-            guard let endpoint = address.endpoint, let udp = try? endpoint.socketAddress(),
+            guard let endpoint = address.endpoint, (try? endpoint.socketAddress()) != nil,
                   let tcp = try? endpoint.with(port: address.tcpPort).socketAddress() else {
                 preconditionFailure("the client machine learned \(address), which has no IP endpoint")
             }
             supernodes.append(PeerNetwork.Resolved(address: address, endpoint: endpoint))
-            destinations.append(udp)
             control.addSupernode(tcpAddress: tcp)
         }
     }
@@ -274,6 +281,7 @@ final class PeerDriver: @unchecked Sendable {
             return
         }
         self.channel = nil
+        socket = nil
         channel.close().whenComplete { _ in finished.forEach { $0.resume() } }
     }
 }

@@ -46,6 +46,8 @@ public struct PeerOptions: Sendable {
     /// `CONNECT`): by default the environment's (`HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`,
     /// `all_proxy`, except for hosts in `NO_PROXY`); `peerway peer --proxy URL` sets one.
     public var proxy: ProxySetting = .environment
+    /// Test hook: makes some of the peer's control sends fail (`SendFaults`); nil in real use.
+    var sendFaults: SendFaults? = nil
 
     /// Options with the defaults described on each property.
     public init(
@@ -84,8 +86,9 @@ public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
     case noSupernodes
     /// No supernode could be resolved (each with the reason), so there is nothing to dial.
     case cannotResolve([SupernodeAddress: String])
-    /// No supernode completed a handshake and registration within `startTimeout`.
-    case supernodeUnreachable([SupernodeAddress])
+    /// No supernode completed a handshake and registration within `startTimeout`; `sends` says
+    /// how the peer's own sends fared when some failed on this host (nil when none did).
+    case supernodeUnreachable([SupernodeAddress], sends: PeerSendReport? = nil)
     /// The UDP socket could not be bound.
     case bindFailed(host: String, port: UInt16, reason: String)
     /// The checkpoint refused the request (the failure's code says why; nothing changed there).
@@ -125,8 +128,12 @@ public enum PeerError: Error, Equatable, Sendable, CustomStringConvertible {
         case .cannotResolve(let failures):
             let list = failures.map { "\($0.key.host): \($0.value)" }.sorted().joined(separator: "; ")
             return "cannot resolve any supernode (\(list)); check the host names and DNS"
-        case .supernodeUnreachable(let addresses):
-            return "no supernode answered (\(addresses.map(\.description).joined(separator: ", "))); check that one runs and that UDP reaches it, and that the key in its address is right"
+        case .supernodeUnreachable(let addresses, let sends):
+            let list = addresses.map(\.description).joined(separator: ", ")
+            if let sends {
+                return "no supernode answered (\(list)) within the start timeout; \(sends)"
+            }
+            return "no supernode answered (\(list)); check that one runs and that UDP reaches it, and that the key in its address is right"
         case .bindFailed(let host, let port, let reason):
             return "cannot bind the peer's UDP socket to \(host):\(port): \(reason)"
         case .refused(let failure):
