@@ -29,21 +29,13 @@ final class TunnelPump: @unchecked Sendable {
     private let network: TunnelSocket
     private let app: TunnelSocket
     private var crypto: TunnelRecordCrypto
-    private let wake: (read: Int32, write: Int32)
-    private let stopping = NSLock()
-    private var stopRequested = false
-    /// The thread ended and closed every descriptor (guarded by `stopping`).
-    private var exited = false
+    private let wake = PumpWake()
 
     init(mode: Mode, network: TunnelSocket, app: TunnelSocket, keys: TunnelKeys) {
         self.mode = mode
         self.network = network
         self.app = app
         crypto = TunnelRecordCrypto(keys: keys)
-        var fds: [Int32] = [0, 0]
-        _ = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress) }
-        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-        wake = (fds[0], fds[1])
     }
 
     func start() {
@@ -55,20 +47,7 @@ final class TunnelPump: @unchecked Sendable {
     /// Ends the pump: an encrypted tunnel tells the other side, then both sockets close. Safe
     /// after the pump ended by itself (the other side closed): its descriptors are not touched
     /// again, since their numbers may belong to another tunnel by then.
-    func stop() {
-        stopping.lock()
-        defer { stopping.unlock() }
-        guard !exited else { return }
-        stopRequested = true
-        var one: UInt8 = 1
-        _ = Glibc.write(wake.write, &one, 1)
-    }
-
-    private var shouldStop: Bool {
-        stopping.lock()
-        defer { stopping.unlock() }
-        return stopRequested
-    }
+    func stop() { wake.stop() }
 
     private func run() {
         var buffer = [UInt8](repeating: 0, count: Self.bufferBytes)
@@ -81,16 +60,12 @@ final class TunnelPump: @unchecked Sendable {
             }
             network.close()
             app.close()
-            stopping.lock()
-            exited = true
-            Glibc.close(wake.read)
-            Glibc.close(wake.write)
-            stopping.unlock()
+            wake.exit()
         }
-        while !shouldStop {
+        while !wake.stopRequested {
             var entries = [pollfd(fd: app.fd, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: network.fd, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+                           pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0)]
             let rc = entries.withUnsafeMutableBufferPointer { poll($0.baseAddress, 3, 1000) }
             if rc < 0 && errno != EINTR { return }
             if entries[2].revents != 0 { return }

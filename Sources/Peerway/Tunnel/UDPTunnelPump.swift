@@ -40,14 +40,11 @@ final class UDPTunnelPump: @unchecked Sendable {
     /// Where `gather` asks for this side's address, and the request waiting for its answer.
     private let stunServer: STUNAddress?
     private var gathering: STUNMessage?
-    /// Set by the network watcher's thread; read (and cleared) by the pump's.
-    private var networkChanged = false
     private var watcherID: UInt64?
     private let onMove: @Sendable (TunnelPathMachine.Action) -> Void
-    private let wake: (read: Int32, write: Int32)
-    private let stopping = NSLock()
-    private var stopRequested = false
-    private var exited = false
+    private let wake = PumpWake()
+    /// `PumpWake` flag: the host's addresses changed.
+    private static let networkChangedFlag = "network changed"
 
     /// - Parameters:
     ///   - sockets: every socket of the traversal (index as in the machine's pairs).
@@ -61,10 +58,6 @@ final class UDPTunnelPump: @unchecked Sendable {
         self.machine = machine
         self.relayToken = relayToken
         self.onMove = onMove
-        var fds: [Int32] = [0, 0]
-        _ = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress) }
-        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-        wake = (fds[0], fds[1])
     }
 
     func start() {
@@ -76,33 +69,9 @@ final class UDPTunnelPump: @unchecked Sendable {
 
     /// Ends the pump: the other side is told, then every socket closes. Safe after the pump
     /// ended by itself (its descriptors are not touched again).
-    func stop() {
-        stopping.lock()
-        defer { stopping.unlock() }
-        guard !exited else { return }
-        stopRequested = true
-        var one: UInt8 = 1
-        _ = Glibc.write(wake.write, &one, 1)
-    }
+    func stop() { wake.stop() }
 
-    private func noteNetworkChange() {
-        stopping.lock()
-        networkChanged = true
-        stopping.unlock()
-    }
-
-    private func takeNetworkChange() -> Bool {
-        stopping.lock()
-        defer { stopping.unlock() }
-        defer { networkChanged = false }
-        return networkChanged
-    }
-
-    private var shouldStop: Bool {
-        stopping.lock()
-        defer { stopping.unlock() }
-        return stopRequested
-    }
+    private func noteNetworkChange() { wake.raise(Self.networkChangedFlag) }
 
     private static func millis() -> UInt64 { DispatchTime.now().uptimeNanoseconds / 1_000_000 }
 
@@ -116,21 +85,17 @@ final class UDPTunnelPump: @unchecked Sendable {
             for s in sockets { s?.close() }
             app.close()
             if let watcherID { NetworkWatcher.shared.stop(watcherID) }
-            stopping.lock()
-            exited = true
-            Glibc.close(wake.read)
-            Glibc.close(wake.write)
-            stopping.unlock()
+            wake.exit()
         }
         var pruned = false
-        while !shouldStop {
-            if takeNetworkChange() { perform(machine.networkChanged(nowMillis: Self.millis())) }
+        while !wake.stopRequested {
+            if wake.take(Self.networkChangedFlag) { perform(machine.networkChanged(nowMillis: Self.millis())) }
             perform(machine.tick(nowMillis: Self.millis()))
             if !pruned && !machine.isUpgrading {
                 pruneSockets()
                 pruned = true
             }
-            var fds = [app.fd, wake.read]
+            var fds = [app.fd, wake.descriptor]
             var owners: [Int] = [-1, -1]
             for (i, s) in sockets.enumerated() { if let s { fds.append(s.fd); owners.append(i) } }
             var entries = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
