@@ -323,4 +323,21 @@ struct TunnelPathMachineTests {
         print("recovery backoff: \(recoveries.count) recoveries, \(probes) packets in 10 minutes of silence")
         #expect(probes < 2_000)
     }
+
+    @Test("a port mapping made after the offer is advertised over the relay, a few times, then no more")
+    func advertiseMapping() {
+        let (traversal, t0) = Self.relayFirstInitiator(window: 0)
+        var p = P(traversal: traversal, established: Self.relayPair, method: .relay, path: .relayed, relayBound: true, nowMillis: t0, seed: 5)
+        #expect(!p.isUpgrading)
+        let mapped = STUNAddress(parsing: "203.0.113.10:5555")!
+        p.advertise(mapped)
+        var sent = 0
+        var t = t0
+        for _ in 0..<200 {
+            t += 20
+            p.heard(socket: 0, from: Self.relay, nowMillis: t)
+            sent += Self.actions(p.tick(nowMillis: t)) { if case .probe(.candidate, _, 0, Self.relay, mapped) = $0 { return 1 }; return nil }.count
+        }
+        #expect(sent == TunnelPathLimits.candidateSends)
+    }
 }

@@ -30,6 +30,8 @@ final class PeerDriver: @unchecked Sendable {
     private var waiters: [CheckpointRequestToken: CheckedContinuation<CallResult, Never>] = [:]
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     private var isClosed = false
+    /// The `NetworkWatcher` registration (event loop only).
+    private var networkWatch: UInt64?
     private let events: AsyncStream<PeerEvent>.Continuation
     /// Where HANDSHAKE plans go: the traversals waiting for them.
     let traversals = TraversalRegistry()
@@ -89,6 +91,14 @@ final class PeerDriver: @unchecked Sendable {
                 self.failStart(.supernodeUnreachable(self.supernodes.map(\.address), sends: self.sendTally.report))
             }
             self.perform(self.machine!.start(now: .now()))
+            // Another network: the keepalive goes at once, so the registration follows the move.
+            self.networkWatch = NetworkWatcher.shared.listen { [weak self] in
+                guard let self else { return }
+                self.eventLoop.execute {
+                    guard !self.isClosed, self.machine != nil else { return }
+                    self.perform(self.machine!.networkChanged(now: .now()))
+                }
+            }
         }
         do {
             try await promise.futureResult.get()
@@ -265,6 +275,8 @@ final class PeerDriver: @unchecked Sendable {
             }
         }
         isClosed = true
+        if let networkWatch { NetworkWatcher.shared.stop(networkWatch) }
+        networkWatch = nil
         control.close()
         timer?.cancel()
         timer = nil

@@ -47,6 +47,14 @@ public struct TunnelOptions: Sendable {
     public static let natProfileWait: TimeAmount = .seconds(8)
     /// How long a traversal waits for the port mapping (discovery, then up to one IGD exchange).
     public static let portMapWaitMillis: UInt64 = PortMapLimits.discoveryTimeoutMillis + PortMapLimits.httpTimeoutMillis
+    /// How long the offer waits for the port mapping: a router that speaks PCP or NAT-PMP answers
+    /// within a LAN round trip. A mapping made later is sent to the other side over the tunnel (a
+    /// `candidate`), so a slow or silent router does not delay the first byte.
+    public static let portMapOfferWaitMillis: UInt64 = 250
+    /// How long a traversal asks the STUN server for its reflexive address (retrying every 250 ms).
+    public static let stunTimeoutMillis = 1_500
+    /// The same where the peer's measurement at its start got no STUN answer (UDP blocked).
+    public static let blockedSTUNTimeoutMillis = 300
 }
 
 extension Peer {
@@ -106,12 +114,19 @@ extension Peer {
             if let tcpListener, keep?.fd != tcpListener.fd { tcpListener.close() }
         }
         // The router's port mapping, asked beside the STUN query and the NAT measurement.
+        let gateway = PortMapSession.defaultGateway()?.gateway
         let portMap = transport == .udp && options.directPaths && options.portMapping && !stunServer.isLoopback && stunServer.family == .ipv4
+            && !(gateway.map { PortMapMemory.shared.knownAbsent(gateway: $0) } ?? false)
             ? PortMapSession.start(internalPort: (udp.localAddress ?? bindAddress).port) : nil
         var keepPortMap = false
         defer { if !keepPortMap { portMap?.close() } }
         let stun = stunServer
-        let reflexive = await runOnOwnThread(name: "peerway-stun") { UDPTraversal.reflexiveAddress(socket: udp, server: stun) }
+        // Where the peer's own measurement found UDP blocked, the query is short: the relay's
+        // TCP path is what will carry the tunnel.
+        let stunTimeout = nat.measuredUDPBlocked ? TunnelOptions.blockedSTUNTimeoutMillis : TunnelOptions.stunTimeoutMillis
+        let reflexive = await runOnOwnThread(name: "peerway-stun") {
+            UDPTraversal.reflexiveAddress(socket: udp, server: stun, timeoutMillis: stunTimeout)
+        }
         // No STUN answer: UDP does not get out; the NAT measurement would only time out too.
         debug.note("reflexive address \(reflexive.map(\.description) ?? "none")")
         var profile = reflexive == nil ? NATProfile.unknown : await nat.profile(waitingAtMost: TunnelOptions.natProfileWait)
@@ -126,7 +141,7 @@ extension Peer {
         // A mapping is offered when it leads to the address the STUN pair saw: one on an inner
         // router of a double NAT would be a private address nobody outside can reach.
         if let portMap, let reflexive, !candidates.contains(where: { $0.kind == .host && $0.endpoint.ip == reflexive.ip }),
-           let mapping = await portMap.firstReport(timeoutMillis: TunnelOptions.portMapWaitMillis)?.mapping,
+           let mapping = await portMap.firstReport(timeoutMillis: TunnelOptions.portMapOfferWaitMillis)?.mapping,
            mapping.external.ip == reflexive.ip {
             candidates.append(TraversalCandidate(kind: .mapped, transport: .udp, endpoint: mapping.external))
         }
@@ -238,8 +253,28 @@ extension Peer {
             // Kept (and renewed) while the tunnel lives; deleted when it closes.
             tunnel.keep(portMap)
             keepPortMap = true
+        } else if let portMap, let reflexive, !candidates.contains(where: { $0.kind == .mapped }), tunnel.isEncrypted, transport == .udp {
+            // The mapping was not ready for the offer: when it comes, the other side learns it
+            // over the tunnel and probes it (the tunnel keeps it while it lives).
+            keepPortMap = true
+            Self.advertiseLater(portMap, gateway: gateway, reflexive: reflexive, on: tunnel)
         }
         return tunnel
+    }
+
+    /// Waits for `portMap`'s first report; a mapping that leads to the reflexive address goes to
+    /// the other side as a candidate and is kept with the tunnel; nothing closes the session.
+    private static func advertiseLater(_ portMap: PortMapSession, gateway: UInt32?, reflexive: STUNAddress, on tunnel: Tunnel) {
+        Task { [weak tunnel] in
+            let report = await portMap.firstReport(timeoutMillis: TunnelOptions.portMapWaitMillis)
+            if let report, let gateway { PortMapMemory.shared.remember(report, gateway: gateway) }
+            guard let tunnel, let mapping = report?.mapping, mapping.external.ip == reflexive.ip else {
+                portMap.close()
+                return
+            }
+            tunnel.keep(portMap)
+            tunnel.advertise(mapping.external)
+        }
     }
 
     /// Tells the HANDSHAKE how the traversal came out (best effort, in the background).

@@ -77,14 +77,17 @@ final class NATProfileCache: Sendable {
         }
         guard start else { return }
         Task {
-            let profile: NATProfile
+            var profile: NATProfile
             do {
                 let report = try await Netcheck.run(servers: [server],
                                                     options: NetcheckOptions(timeout: Self.measureTimeout, checksHairpinning: true),
                                                     on: group)
                 profile = Self.profile(report)
             } catch {
+                // No STUN answer at all: UDP does not get out (the tunnels' own STUN query is
+                // then kept short; it still runs, the network may have changed).
                 profile = .unknown
+                profile.udpBlocked = true
             }
             let waiters = state.withLockedValue { s -> [CheckedContinuation<NATProfile, Never>] in
                 s.profile = profile
@@ -95,6 +98,9 @@ final class NATProfileCache: Sendable {
             for w in waiters { w.resume(returning: profile) }
         }
     }
+
+    /// The measurement at the peer's start found no STUN answer at all.
+    var measuredUDPBlocked: Bool { state.withLockedValue { $0.profile?.udpBlocked ?? false } }
 
     /// The profile, waiting at most `timeout` for a measurement under way.
     func profile(waitingAtMost timeout: TimeAmount) async -> NATProfile {

@@ -173,6 +173,15 @@ public final class Tunnel: @unchecked Sendable, CustomStringConvertible {
         Glibc.close(fileDescriptor)
     }
 
+    /// Tells the other side another address of this side to probe (a port mapping made after the
+    /// offer): encrypted UDP tunnels only; ignored by others.
+    func advertise(_ address: PeerEndpoint) {
+        closed.lock()
+        defer { closed.unlock() }
+        guard !isClosed else { return }
+        udpPump?.advertise(address)
+    }
+
     /// Keeps `session` (renewing its mapping) until the tunnel closes.
     func keep(_ session: PortMapSession) {
         closed.lock()

@@ -45,6 +45,9 @@ final class UDPTunnelPump: @unchecked Sendable {
     private let wake = PumpWake()
     /// `PumpWake` flag: the host's addresses changed.
     private static let networkChangedFlag = "network changed"
+    /// `PumpWake` flag: `advertise` left an address in `advertised`.
+    private static let advertisedFlag = "advertised"
+    private let advertised = NIOLockedValueBox<PeerEndpoint?>(nil)
 
     /// - Parameters:
     ///   - sockets: every socket of the traversal (index as in the machine's pairs).
@@ -73,6 +76,12 @@ final class UDPTunnelPump: @unchecked Sendable {
 
     private func noteNetworkChange() { wake.raise(Self.networkChangedFlag) }
 
+    /// Another address of this side for the other side to probe (from any thread).
+    func advertise(_ address: PeerEndpoint) {
+        advertised.withLockedValue { $0 = address }
+        wake.raise(Self.advertisedFlag)
+    }
+
     private static func millis() -> UInt64 { DispatchTime.now().uptimeNanoseconds / 1_000_000 }
 
     private func run() {
@@ -89,6 +98,9 @@ final class UDPTunnelPump: @unchecked Sendable {
         }
         var pruned = false
         while !wake.stopRequested {
+            if wake.take(Self.advertisedFlag), let address = advertised.withLockedValue({ $0 }) {
+                machine.advertise(address)
+            }
             if wake.take(Self.networkChangedFlag) { perform(machine.networkChanged(nowMillis: Self.millis())) }
             perform(machine.tick(nowMillis: Self.millis()))
             if !pruned && !machine.isUpgrading {

@@ -14,6 +14,12 @@ extension TunnelPathMachine {
         return startRecovery(now)
     }
 
+    /// Another address of this side the other side should probe (a port mapping made after the
+    /// offer): sent as a `candidate` like a new address after a network change.
+    public mutating func advertise(_ address: PeerEndpoint) {
+        candidate = (address, 0, nil)
+    }
+
     /// This side's server-reflexive address, as a `gather` found it (socket 0).
     public mutating func gathered(_ address: PeerEndpoint, nowMillis now: UInt64) {
         defer { reflexive = address }
