@@ -6,7 +6,7 @@ import Testing
 
 @Suite("Client machine: requests, pushes, replay")
 struct ClientMachineRequestTests {
-    @Test("a request is retransmitted at 0, 0.5, 1.5, 2.5, ... 7.5 s with the same id and new counters, then times out")
+    @Test("a request is retransmitted from the measured timeout (here the 100 ms floor: answers came at once), doubling to 1 s, with the same id and new counters, then times out")
     func requestRetransmissionAndGiveUp() {
         var h = ClientHarness()
         h.register()
@@ -15,7 +15,7 @@ struct ClientMachineRequestTests {
         h.perform(actions)
         h.advance(by: CheckpointClientLimits.defaultRequestTimeout - .milliseconds(1))
         let sent = h.takeSent()
-        #expect(sent.map { $0.at - started } == [0, 500, 1_500, 2_500, 3_500, 4_500, 5_500, 6_500, 7_500].map { TimeAmount.milliseconds($0) })
+        #expect(sent.map { $0.at - started } == [0, 100, 300, 700, 1_500, 2_500, 3_500, 4_500, 5_500, 6_500, 7_500].map { TimeAmount.milliseconds($0) })
         let counters = sent.compactMap { FakeCheckpoint.counter($0.bytes) }
         #expect(counters == counters.sorted() && Set(counters).count == counters.count, "every send has a fresh counter")
         let ids = Set(sent.compactMap { h.checkpoints[0].open($0.bytes)?.id })
@@ -26,6 +26,26 @@ struct ClientMachineRequestTests {
         #expect(h.completions[token] == .failure(.timedOut))
         let taken1 = h.takeSent()
         #expect(taken1.isEmpty)
+    }
+
+    @Test("the retransmission timeout follows the round trip (RFC 6298): 500 ms before any sample, about srtt + 4 rttvar after, within 100-500 ms")
+    func roundTripTimeout() {
+        var rtt = ClientRoundTrip()
+        #expect(rtt.timeout == .milliseconds(500))
+        for _ in 0..<20 { rtt.add(.milliseconds(50)) }
+        #expect(rtt.smoothed == .milliseconds(50))
+        #expect(rtt.timeout >= .milliseconds(60) && rtt.timeout <= .milliseconds(150), "\(rtt.timeout)")
+        // A jittery path: the variation term grows the timeout.
+        var jittery = ClientRoundTrip()
+        for i in 0..<40 { jittery.add(.milliseconds(i % 2 == 0 ? 30 : 170)) }
+        #expect(jittery.timeout > rtt.timeout)
+        // A slow path is capped; an instant one floored.
+        var slow = ClientRoundTrip()
+        slow.add(.seconds(2))
+        #expect(slow.timeout == .milliseconds(500))
+        var instant = ClientRoundTrip()
+        instant.add(.zero)
+        #expect(instant.timeout == .milliseconds(100))
     }
 
     @Test("responses are matched by transaction id; an error frame is a typed refusal")

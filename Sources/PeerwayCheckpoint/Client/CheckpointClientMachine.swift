@@ -35,6 +35,8 @@ public struct CheckpointClientMachine: Sendable {
     /// INDEX networks whose members' status this peer watches (renewed after a session restart).
     public internal(set) var watchedNetworks: Set<String> = []
     var requests: [UInt32: ClientRequest] = [:]
+    /// The round trip to the supernode, for the requests' retransmission timeout.
+    var roundTrip = ClientRoundTrip()
     var messages = ClientMessages()
     var connectWaits: [ClientConnectKey: ClientConnectWait] = [:]
     var nextToken: UInt64 = 1
@@ -231,6 +233,7 @@ public struct CheckpointClientMachine: Sendable {
     private mutating func beginHandshake(now: NIODeadline) {
         statistics.handshakes += 1
         var handshake = ClientHandshake(supernode: supernode, checkpointKey: supernodes[supernode].publicKey, now: now)
+        roundTrip = ClientRoundTrip()  // another session, maybe another supernode: measured anew
         output.append(.send(handshake.nextHello(now: now), to: supernode))
         state = .handshaking(handshake)
     }
@@ -396,6 +399,7 @@ public struct CheckpointClientMachine: Sendable {
             }
         }
         requests[envelope.id] = nil
+        if request.sends == 1, let sent = request.firstSentAt { roundTrip.add(now - sent) }
         switch request.purpose {
         case .register: registerAnswered(envelope.frame, now: now)
         case .keepalive: keepaliveAnswered(envelope.frame, now: now)

@@ -1,7 +1,8 @@
 import NIOCore
 
 // Requests of `CheckpointClientMachine`: transaction ids, sending while the session allows it,
-// retransmission with `CheckpointClientBackoff`, and what a timeout means for each purpose.
+// retransmission with `CheckpointClientBackoff` from the measured round trip (`ClientRoundTrip`),
+// and what a timeout means for each purpose.
 
 /// The machine's state without its payload.
 enum ClientPhase: Equatable, Sendable {
@@ -31,8 +32,11 @@ extension CheckpointClientMachine {
     mutating func transmit(_ id: UInt32, now: NIODeadline) {
         guard var request = requests[id] else { return }
         request.sends += 1
-        if request.sends > 1 { statistics.retransmissions += 1 }
-        request.nextSendAt = now + CheckpointClientBackoff.request(timeout: configuration.requestTimeout).interval(afterSend: request.sends)
+        if request.sends > 1 { statistics.retransmissions += 1 } else { request.firstSentAt = now }
+        // The first gap is the measured retransmission timeout; it doubles up to the schedule's maximum.
+        let schedule = CheckpointClientBackoff(initialInterval: roundTrip.timeout, maximumInterval: CheckpointClientLimits.requestMaximumInterval,
+                                               timeout: configuration.requestTimeout)
+        request.nextSendAt = now + schedule.interval(afterSend: request.sends)
         requests[id] = request
         sendSealed(request.frame, id: id)
     }

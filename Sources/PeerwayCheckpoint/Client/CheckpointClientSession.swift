@@ -141,6 +141,9 @@ struct ClientRequest: Sendable {
     var sends = 0
     /// When to send again; `nil` while held.
     var nextSendAt: NIODeadline?
+    /// When it was first sent in the current session (its round trip is a sample if answered
+    /// after that one send).
+    var firstSentAt: NIODeadline?
 }
 
 /// Messages: one in flight per destination, the rest waiting in order.
