@@ -22,8 +22,8 @@ enum IndexAPIOpenAPI {
                 "version": "1.0.0",
                 "description": """
                 Users, virtual networks, memberships and invitations of a Peerway INDEX, for management and \
-                support systems. Every route but this document needs `Authorization: Bearer TOKEN`, the admin \
-                token (`DATA_DIR/admin-token` of the supernode). Every call acts as the administrator. Users and \
+                support systems. Every route but this document and the dashboard's login form needs `Authorization: Bearer \
+                TOKEN`, the admin token (`DATA_DIR/admin-token` of the supernode); the dashboard's take its session cookie too. Every call acts as the administrator. Users and \
                 networks are named by name in paths and bodies; ids are strings (`u12`, `n3`); dates are ISO 8601 \
                 UTC with milliseconds; metadata follows the CHECKPOINT's rules (16 entries, keys of 1-32 bytes of \
                 a-z 0-9 _ . -, values up to 128 bytes, 512 bytes in all). Listings are paged: pass a page's `next` \
@@ -36,7 +36,7 @@ enum IndexAPIOpenAPI {
             ] as Object,
             "servers": [["url": "http://127.0.0.1:\(IndexAPILimits.defaultPort)"]],
             "security": [["bearer": [String]()]],
-            "paths": paths().merging(reportPaths()) { a, _ in a },
+            "paths": paths().merging(reportPaths()) { a, _ in a }.merging(dashboardPaths()) { a, _ in a },
             "components": components(),
         ]
     }
@@ -194,7 +194,7 @@ enum IndexAPIOpenAPI {
                       "description": "A metadata query in the CHECKPOINT's language (format `\(IndexAPIContract.queryFormat)`): `key=value`, `!=`, `^=` (prefix), `<` `<=` `>` `>=` (numbers), `key?` (present), `*` (all), AND / OR / NOT, parentheses; at most \(CheckpointQuery.maximumTerms) terms, \(CheckpointQuery.maximumDepth) levels of nesting and \(IndexAPILimits.maximumQueryBytes) bytes. Every OR branch needs a positive term (`* AND NOT a=1`, not `NOT a=1`). Not valid: 400 `invalid_query`."] as Object,
             ] as Object,
             "responses": responses,
-            "schemas": schemas().merging(reportSchemas()) { a, _ in a },
+            "schemas": schemas().merging(reportSchemas()) { a, _ in a }.merging(dashboardSchemas()) { a, _ in a },
         ]
     }
 

@@ -63,16 +63,21 @@ public struct IndexAdminConfiguration: Sendable {
 /// the OpenAPI document at `GET /openapi.json`), and the supernode's `GET /metrics` (Prometheus)
 /// and `GET /status` (SupernodeReporting.swift). Every route needs the token, except
 /// `/openapi.json`, which describes the API and holds no data (and `/metrics` when
-/// `metricsNeedToken` is false). Every call acts as `IndexActor.administrator`.
+/// `metricsNeedToken` is false), and the live dashboard at `/dashboard` (Dashboard/), which also
+/// takes a session cookie. Every call acts as `IndexActor.administrator`.
 public struct IndexAdminServer: Service {
     public let configuration: IndexAdminConfiguration
+    /// The live dashboard at `/dashboard` (Dashboard/): its sessions and history.
+    let dashboard: Dashboard
 
     public init(configuration: IndexAdminConfiguration) {
         self.configuration = configuration
+        self.dashboard = Dashboard(token: configuration.token, reporter: configuration.reporter)
     }
 
     /// The router: error mapping first (so every refusal is JSON), then 405 for methods the
-    /// document does not declare, then `/openapi.json`, then the token check, then the `/v1/` routes.
+    /// document does not declare, then `/openapi.json`, then the dashboard's routes (which check the
+    /// token or a session cookie themselves), then the token check, then the `/v1/` routes.
     public func router() -> Router<IndexAPIRequestContext> {
         let router = Router(context: IndexAPIRequestContext.self)
         if let reporter = configuration.reporter { router.add(middleware: SupernodeRequestMetrics(reporter: reporter)) }
@@ -85,6 +90,7 @@ public struct IndexAdminServer: Service {
         }
         let report = SupernodeReportRoutes(reporter: configuration.reporter)
         if !configuration.metricsNeedToken { report.registerMetrics(on: router) }
+        dashboard.register(on: router)  // the bearer token or a session cookie (Dashboard/)
         router.add(middleware: AdminTokenMiddleware(token: configuration.token))
         if configuration.metricsNeedToken { report.registerMetrics(on: router) }
         report.registerStatus(on: router)
@@ -106,9 +112,13 @@ public struct IndexAdminServer: Service {
             logger: configuration.logger)
     }
 
-    /// Serves until graceful shutdown or cancellation.
+    /// Serves until graceful shutdown or cancellation (and samples the dashboard's history meanwhile).
     public func run() async throws {
-        try await application().run()
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await dashboard.sample() }
+            try await application().run()
+            group.cancelAll()
+        }
     }
 }
 

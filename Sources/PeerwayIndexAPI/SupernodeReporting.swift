@@ -25,6 +25,9 @@ public protocol SupernodeReporter: Sendable {
     /// One request the management API answered: its method, route pattern (`/v1/users/{name}`;
     /// `unmatched` when no route took it), status code and time taken. Must return at once.
     func requestAnswered(method: String, route: String, status: Int, took: Duration)
+    /// Traversal offers taken since start by the NAT kind of the offering side (`NATKind`'s raw
+    /// values; one entry per kind): the dashboard's histogram (Dashboard/). Defaults to none.
+    func natTypes() async -> [String: Int]
 }
 
 /// The media type of `GET /metrics`.

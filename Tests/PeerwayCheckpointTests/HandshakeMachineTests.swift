@@ -284,6 +284,7 @@ struct HandshakeMachineTests {
         expected.planned = 1
         expected.resultsByPath = [.direct: 2]
         expected.resultsByMethod = [.punch: 2]
+        expected.offersByNAT = [.portRestrictedCone: 2]
         #expect(h.machine.handshakeCounters == expected)
         #expect(exchange(b, result(.acceptor, .relayed, .relay), &h).response == .ok)
         #expect(exchange(a, result(.initiator, .failed, .relay), &h).response == .ok)

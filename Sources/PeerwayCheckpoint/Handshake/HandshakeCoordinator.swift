@@ -26,6 +26,9 @@ public struct HandshakeCounters: Equatable, Sendable {
     /// Results reported by peers, by path and by method.
     public var resultsByPath: [TunnelPath: Int] = [:]
     public var resultsByMethod: [TraversalMethod: Int] = [:]
+    /// Offers taken, by the NAT kind of the offering side's profile (each side of a traversal
+    /// once; retransmissions are not counted again).
+    public var offersByNAT: [NATKind: Int] = [:]
 
     public init() {}
 }
@@ -68,6 +71,9 @@ extension CheckpointMachine {
             return
         }
         let observed = forwardedObserved ?? sessions[sid]?.endpoint
+        if (offer.role == .initiator ? pending.initiatorOffer : pending.acceptorOffer) == nil {
+            handshakeCounters.offersByNAT[NATKind(offer.profile), default: 0] += 1
+        }
         if offer.role == .initiator {
             pending.initiatorOffer = offer
             pending.initiatorObserved = observed

@@ -110,6 +110,11 @@ final class SupernodeReport: SupernodeReporter {
         collector.recordRequest(method: method, route: route, status: status, took: took)
     }
 
+    /// The HANDSHAKE's offers by NAT kind (`HandshakeCounters.offersByNAT`): the dashboard's histogram.
+    func natTypes() async -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: checkpoint.statistics().handshake.offersByNAT.map { ($0.key.rawValue, $0.value) })
+    }
+
     // MARK: Families read at scrape time
 
     static func checkpoint(_ s: CheckpointStatistics, into m: inout SupernodeMetrics.Scrape) {
