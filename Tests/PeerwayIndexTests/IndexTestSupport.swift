@@ -29,13 +29,17 @@ actor TestPostgres {
     static let shared = TestPostgres()
     private var result: Result<String, PostgresUnavailable>?
 
-    func url() -> Result<String, PostgresUnavailable> {
+    func url() async -> Result<String, PostgresUnavailable> {
         if let result { return result }
         let found: Result<String, PostgresUnavailable>
         if let url = ProcessInfo.processInfo.environment["PEERWAY_TEST_POSTGRES_URL"], !url.isEmpty {
             found = .success(url)
         } else {
-            found = Self.start()
+            // On a thread of its own: initdb and the start take seconds, and a cooperative thread
+            // held that long starves every other suite (their PostgreSQL pools among them).
+            found = await withCheckedContinuation { continuation in
+                Thread.detachNewThread { continuation.resume(returning: Self.start()) }
+            }
         }
         result = found
         return found
@@ -63,7 +67,7 @@ actor TestPostgres {
 
     /// A new empty database on the test server; its URL.
     func freshDatabase() async throws -> String {
-        let admin = try url().get()
+        let admin = try await url().get()
         let name = "peerway_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         let driver = PostgresDriver(configuration: try PostgresIndexStore.configuration(admin), threads: 1, logger: Logger(label: "test"))
         // The name is generated here (hex only): identifiers cannot be bound as parameters.

@@ -28,7 +28,7 @@ struct ClusterChaosTests {
 
     @Test("peers of the killed supernode are registered elsewhere within two keepalives; watchers see them go and come back; every message gets an outcome; INDEX data and tunnels survive")
     func killOne() async throws {
-        guard let url = try IndexCLITests.postgres() else { return }
+        guard let url = try await IndexCLITests.postgres() else { return }
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("peerway-chaos-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         var processes: [LineProcess] = []

@@ -17,7 +17,7 @@ struct ClusterFailoverLoopbackTests {
 
     @Test("peers given one address fail over to the supernodes they learned, spread over them")
     func learnAndFailOver() async throws {
-        guard let url = try IndexCLITests.postgres() else { return }
+        guard let url = try await IndexCLITests.postgres() else { return }
         let nodes = try await ClusterLoopbackTests.network(url)
         defer { Task { for n in nodes { await n.stop() } } }
         let options = ClusterLoopbackTests.options(nodes[0], keepalive: Self.keepalive)

@@ -82,7 +82,7 @@ struct ClusterIndexTests {
     /// supernode agree with them.
     @Test("every watcher on every supernode hears every member of the network exactly once")
     func watchersOnEverySupernode() async throws {
-        guard let url = try IndexCLITests.postgres() else { return }
+        guard let url = try await IndexCLITests.postgres() else { return }
         var nodes: [Supernode] = []
         for n in 0..<3 { nodes.append(try await ClusterIndexScene.supernode(n, url: url)) }
         try await ClusterIndexScene.waitLinked(nodes)
@@ -168,7 +168,7 @@ struct ClusterIndexTests {
     /// lists end right; the remaining supernodes keep their link.
     @Test("a supernode that leaves: its members' watchers on the others see them go and come back")
     func supernodeLeaves() async throws {
-        guard let url = try IndexCLITests.postgres() else { return }
+        guard let url = try await IndexCLITests.postgres() else { return }
         var nodes: [Supernode] = []
         for n in 0..<3 { nodes.append(try await ClusterIndexScene.supernode(n, url: url)) }
         try await ClusterIndexScene.waitLinked(nodes)

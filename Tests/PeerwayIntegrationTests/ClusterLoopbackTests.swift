@@ -46,7 +46,7 @@ struct ClusterLoopbackTests {
 
     @Test("peers on different supernodes find each other, message, watch, negotiate and get a tunnel")
     func actAsOne() async throws {
-        guard let url = try IndexCLITests.postgres() else { return }
+        guard let url = try await IndexCLITests.postgres() else { return }
         let nodes = try await Self.network(url)
         let a = try await Peer.start(identity: PeerIdentity(), supernodes: [nodes[0].address], metadata: ["app": "chat", "n": "0"],
                                      options: Self.options(nodes[0]))

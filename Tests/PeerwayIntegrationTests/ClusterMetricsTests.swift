@@ -46,7 +46,7 @@ struct ClusterMetricsTests {
 
     @Test("each supernode sees the other: member, link up, its peers; the other stops: link down, then gone")
     func eachNodesView() async throws {
-        guard let url = try IndexCLITests.postgres() else { return }
+        guard let url = try await IndexCLITests.postgres() else { return }
         let first = try await Self.node(0, url)
         let second = try await Self.node(1, url)
         let secondKey = second.address.publicKeyBytes

@@ -8,10 +8,12 @@ import Testing
 struct IndexCLITests {
     /// A throwaway PostgreSQL for this test process (scripts/index-postgres, stopped when the
     /// process ends); nil, after saying why, when there is none outside CI; a failure in CI.
-    static func postgres() throws -> String? {
+    static func postgres() async throws -> String? {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let (status, output) = try Tools.run(root.appendingPathComponent("scripts/index-postgres").path,
-                                             ["--watch", String(ProcessInfo.processInfo.processIdentifier)], timeout: 120)
+        let script = root.appendingPathComponent("scripts/index-postgres").path
+        let (status, output) = try await Tools.offPool {
+            try Tools.run(script, ["--watch", String(ProcessInfo.processInfo.processIdentifier)], timeout: 120)
+        }
         let url = output.split(separator: "\n").map(String.init).first { $0.hasPrefix("postgres://") }
         if status == 0, let url { return url }
         if Tools.inCI {
@@ -77,7 +79,7 @@ struct IndexCLITests {
     func doneWhen(store: String) async throws {
         var index: String?
         if store == "postgres" {
-            guard let url = try Self.postgres() else { return }
+            guard let url = try await Self.postgres() else { return }
             index = url
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pw-index-cli-\(UUID().uuidString)").path

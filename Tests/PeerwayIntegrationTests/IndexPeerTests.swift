@@ -92,7 +92,9 @@ struct IndexPeerTests {
         #expect(try await bob.currentUser().metadata.isEmpty)
         // Alice logs out: bob sees her go.
         try await alice.logout()
-        #expect(await bobLog.waitFor(timeout: .seconds(10), Self.memberStatus("alice", online: false)) != nil)
+        let aliceGone = await bobLog.waitFor(timeout: .seconds(10), Self.memberStatus("alice", online: false))
+        let bobEvents = await bobLog.events
+        #expect(aliceGone != nil, "bob's events: \(bobEvents)")
         await #expect(throws: PeerError.self) { try await alice.myNetworks() }
         #expect(scene.supernode?.index?.presence.isOnline(alice.id) == true)
 

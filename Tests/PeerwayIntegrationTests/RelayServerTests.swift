@@ -77,7 +77,7 @@ struct RelayServerTests {
         #expect(stats.udp.bindings == 2)
     } }
 
-    @Test("UDP: forged and expired tokens get no answer; a third socket cannot take a bound token")
+    @Test("UDP: forged and expired tokens get no answer; a third socket cannot take a side in use")
     func udpRefusals() async throws { try await withServer { server in
         let relay = try #require(server.udpAddress)
         let a = try await UDPTestSocket.bind()
@@ -100,9 +100,13 @@ struct RelayServerTests {
         #expect(await a.receive() != nil)
         try await b.send(ByteBuffer(bytes: RelayMessage.bind(tokenB)), to: relay)
         #expect(await b.receive() != nil)
-        // Eve saw token A on the wire: her bind is refused, and A's traffic still goes to B only.
+        // Eve saw token A on the wire: while A is in use (it just sent) her bind is refused, and
+        // A's traffic still goes to B only. (A side silent for `RelayLimits.moveIdleMillis` moves
+        // to a new address: a roamed peer, RelayTableTests.)
+        try await a.send(ByteBuffer(bytes: [7]), to: relay)
         try await eve.send(ByteBuffer(bytes: RelayMessage.bind(tokenA)), to: relay)
         #expect(await eve.receive(timeout: .milliseconds(300)) == nil)
+        #expect(Array(try #require(await b.receive()).data.readableBytesView) == [7])
         try await b.send(ByteBuffer(bytes: [9, 9, 9]), to: relay)
         #expect(Array(try #require(await a.receive()).data.readableBytesView) == [9, 9, 9])
         #expect(await eve.receive(timeout: .milliseconds(200)) == nil)

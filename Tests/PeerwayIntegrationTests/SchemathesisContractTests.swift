@@ -65,11 +65,12 @@ struct SchemathesisContractTests {
             "--no-color", "--output-sanitize", "true",
         ]
         let started = Date()
-        let run = try Self.run(schemathesis, arguments, directory: dir, environment: [
+        let environment = [
             "PYTHONPATH": Self.hooksDirectory,
             "SCHEMATHESIS_HOOKS": "peerway_hooks",
             "PEERWAY_QUERY_MAXIMUM_BYTES": String(IndexAPILimits.maximumQueryBytes),
-        ])
+        ]
+        let run = try await Tools.offPool { try Self.run(schemathesis, arguments, directory: dir, environment: environment) }
         let seconds = Date().timeIntervalSince(started)
         print("schemathesis: \(run.output.split(separator: "\n").last ?? "") (\(Int(seconds)) s)")
         #expect(!run.timedOut, "schemathesis ran longer than \(Int(Self.timeoutSeconds)) s")

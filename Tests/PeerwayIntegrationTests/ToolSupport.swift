@@ -43,6 +43,14 @@ enum Tools {
     }
 
     /// Runs a program to completion (killed after `timeout` seconds); returns exit status and output.
+    /// Runs blocking work (a child process waited for) on a thread of its own: a cooperative
+    /// thread held for seconds starves every other suite of the run (there are as many as cores).
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
     static func run(_ path: String, _ arguments: [String], timeout: TimeInterval = 30) throws -> (status: Int32, output: String) {
         let (process, pipe) = try start(path, arguments)
         let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
