@@ -28,21 +28,8 @@ extension LabVerifyTests {
         let scene = try await LabCheckpointScene.start(["--site", "left=port-restricted", "--site", "right=port-restricted", "--delay", "25"],
                                                        stun: true)
         defer { scene.tearDown() }
-        let peerway = LabVerifyTests.peerway
-        var peers: [LabLineProcess] = []
+        let (peers, ids) = try await Self.leftAndRight(scene)
         defer { peers.forEach { $0.stop() } }
-        for site in ["left", "right"] {
-            peers.append(try LabLineProcess(name: site, executable: peerway,
-                                            arguments: ["lab", "exec", site, "--", peerway, "peer", "--supernode", scene.address,
-                                                        "--identity", scene.directory + "/\(site).key", "--json", "--echo", "--stay"],
-                                            log: scene.directory + "/\(site).log"))
-        }
-        var ids: [String] = []
-        for p in peers {
-            let event = await Self.event(p, "registered", timeout: Self.firewallRegisterTimeout)
-            let fields = try #require(event, "\(p.name) did not register:\n\(scene.supernode.text)")
-            ids.append(try #require(fields["id"] as? String))
-        }
         let (left, right, rightID) = (peers[0], peers[1], ids[1])
         func log() -> String { left.output.all.suffix(30).joined(separator: "\n") }
 
@@ -118,21 +105,8 @@ extension LabVerifyTests {
         let scene = try await LabCheckpointScene.start(["--site", "left=port-restricted", "--site", "right=port-restricted",
                                                         "--site", "away=port-restricted", "--delay", "25"], stun: true)
         defer { scene.tearDown() }
-        let peerway = LabVerifyTests.peerway
-        var peers: [LabLineProcess] = []
+        let (peers, ids) = try await Self.leftAndRight(scene)
         defer { peers.forEach { $0.stop() } }
-        for site in ["left", "right"] {
-            peers.append(try LabLineProcess(name: site, executable: peerway,
-                                            arguments: ["lab", "exec", site, "--", peerway, "peer", "--supernode", scene.address,
-                                                        "--identity", scene.directory + "/\(site).key", "--json", "--echo", "--stay"],
-                                            log: scene.directory + "/\(site).log"))
-        }
-        var ids: [String] = []
-        for p in peers {
-            let event = await Self.event(p, "registered", timeout: Self.firewallRegisterTimeout)
-            let fields = try #require(event, "\(p.name) did not register:\n\(scene.supernode.text)")
-            ids.append(try #require(fields["id"] as? String))
-        }
         let (left, rightID) = (peers[0], ids[1])
         func log() -> String { left.output.all.suffix(30).joined(separator: "\n") }
         try await Task.sleep(for: .seconds(Self.natMeasurementSeconds))
@@ -165,5 +139,29 @@ extension LabVerifyTests {
         peers.forEach { $0.stop() }
         scene.tearDown()
         #expect(LabRunner.existingNamespaces().isEmpty, "lab namespaces left behind")
+    }
+
+    /// `peerway peer --json --echo --stay` behind the sites "left" and "right", registered; their ids.
+    static func leftAndRight(_ scene: LabCheckpointScene) async throws -> ([LabLineProcess], [String]) {
+        let peerway = LabVerifyTests.peerway
+        var peers: [LabLineProcess] = []
+        var ids: [String] = []
+        do {
+            for site in ["left", "right"] {
+                peers.append(try LabLineProcess(name: site, executable: peerway,
+                                                arguments: ["lab", "exec", site, "--", peerway, "peer", "--supernode", scene.address,
+                                                            "--identity", scene.directory + "/\(site).key", "--json", "--echo", "--stay"],
+                                                log: scene.directory + "/\(site).log"))
+            }
+            for p in peers {
+                let event = await Self.event(p, "registered", timeout: Self.firewallRegisterTimeout)
+                let fields = try #require(event, "\(p.name) did not register:\n\(scene.supernode.text)")
+                ids.append(try #require(fields["id"] as? String))
+            }
+        } catch {
+            peers.forEach { $0.stop() }
+            throw error
+        }
+        return (peers, ids)
     }
 }
