@@ -123,7 +123,7 @@ extension LabVerifyTests {
         left.send("send-bytes \(rightID) \(Self.roamBytes)")
         try await Task.sleep(for: .milliseconds(300))
         let roamed = Date()
-        for step in try LabRoam.steps(host: 1, of: from, to: to) { try LabRunner.perform(step, peerway: peerway) }
+        for step in try LabRoam.steps(host: 1, of: from, to: to) { try LabRunner.perform(step, peerway: LabVerifyTests.peerway) }
         let recovered = await Self.event(left, "path", after: transferCursor, timeout: 20) {
             ["direct", "new-address"].contains($0["change"] as? String ?? "") && $0["path"] as? String == "direct"
         }
