@@ -87,7 +87,14 @@ struct IndexPeerTests {
             guard case .networkStatus(let s) = e, s.name == "bob", s.online else { return false }
             return s.peer == bobIdentity.peerID
         } != nil)
-        _ = try await bob.watchNetwork("lab")
+        // Alice is online as alice again once her login was read back after the restart: her
+        // logout below is a change only then (a logout racing that read is not reported; see
+        // the closing note of 2026-12-08).
+        let watched = try await bob.watchNetwork("lab")
+        if watched.first(where: { $0.name == "alice" })?.online != true {
+            #expect(await bobLog.waitFor(timeout: .seconds(10), Self.memberStatus("alice", online: true)) != nil,
+                    "alice never showed online to bob after the restart")
+        }
         #expect(try await alice.myNetworks().map(\.name) == ["lab"])
         #expect(try await bob.currentUser().metadata.isEmpty)
         // Alice logs out: bob sees her go.
