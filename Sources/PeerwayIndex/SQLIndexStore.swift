@@ -288,7 +288,7 @@ public class SQLIndexStore: IndexStore, @unchecked Sendable {
     /// autovacuum does it by itself in time, SQLite keeps none until asked. PostgreSQL's store
     /// also vacuums (see `PostgresIndexStore.analyze`).
     public func analyze() async throws(IndexError) {
-        try await write { _, db in try db.execute("ANALYZE", []) }
+        _ = try await write { _, db in try db.execute("ANALYZE", []) }
     }
 
     public func close() async {
