@@ -145,11 +145,7 @@ final class UDPTunnelPump: @unchecked Sendable {
         if TunnelProbe.isProbe(bytes) {
             if let probe = try? TunnelProbe.open(bytes, keys: crypto.keys),
                let kind = UDPTraversalMachine.ProbeKind(rawValue: probe.kind.rawValue) {
-                if kind == .candidate, let address = probe.observed {
-                    perform(machine.received(candidate: address, txid: probe.txid, socket: socket, from: source, nowMillis: now))
-                } else {
-                    perform(machine.received(kind, txid: probe.txid, socket: socket, from: source, nowMillis: now))
-                }
+                perform(machine.received(kind, txid: probe.txid, socket: socket, from: source, observed: probe.observed, nowMillis: now))
             }
             return true
         }

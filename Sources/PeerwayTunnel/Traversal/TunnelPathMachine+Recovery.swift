@@ -39,9 +39,7 @@ extension TunnelPathMachine {
     /// The other side's `candidate` probe: `address` is its new server-reflexive address.
     public mutating func received(candidate address: PeerEndpoint, txid: UInt64, socket: Int, from: PeerEndpoint,
                                   nowMillis now: UInt64) -> [Action] {
-        observedCandidate = address
-        defer { observedCandidate = nil }
-        return received(.candidate, txid: txid, socket: socket, from: from, nowMillis: now)
+        received(.candidate, txid: txid, socket: socket, from: from, observed: address, nowMillis: now)
     }
 
     /// Every path failed, or the network changed: bind the relay again (from this side's new

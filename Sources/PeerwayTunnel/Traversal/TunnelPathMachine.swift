@@ -73,8 +73,6 @@ public struct TunnelPathMachine: Sendable {
     var retry: (txid: UInt64, sent: UInt64)?
     /// Requests to a new address of the other side: the pair each checks.
     var learning: [UInt64: Pair] = [:]
-    /// The endpoint of the `candidate` probe being handled (set by `received(candidate:...)`).
-    var observedCandidate: PeerEndpoint?
     /// Moves so far (for diagnostics and tests).
     public private(set) var moves = 0
     /// The paths are being recovered (every path failed, or the host's network changed).
@@ -133,8 +131,9 @@ public struct TunnelPathMachine: Sendable {
     }
 
     /// An authenticated probe arrived on `socket` from `from`.
+    /// `observed`: the endpoint a `candidate` carries (`received(candidate:...)`).
     public mutating func received(_ kind: UDPTraversalMachine.ProbeKind, txid: UInt64, socket: Int, from: PeerEndpoint,
-                                  nowMillis now: UInt64) -> [Action] {
+                                  observed: PeerEndpoint? = nil, nowMillis now: UInt64) -> [Action] {
         let pair = Pair(socket: socket, remote: from)
         if var t = traversal {
             let out = t.received(kind, txid: txid, socket: socket, from: from, nowMillis: now)
@@ -180,7 +179,7 @@ public struct TunnelPathMachine: Sendable {
             }
         case .candidate:
             // The other side's new address (it roamed): probe it from the direct socket.
-            if let address = observedCandidate {
+            if let address = observed {
                 let target = Pair(socket: direct?.socket ?? 0, remote: address)
                 if target != direct, learning.count < TunnelPathLimits.maximumLearning, !learning.values.contains(target) {
                     let t = random.next()
